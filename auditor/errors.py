@@ -1,0 +1,51 @@
+"""The one error type users can cause, and the exit codes the CLI maps it to.
+
+Exit codes (documented in the README and in ``medaudit --help``):
+
+* 0 - success
+* 1 - an acceptance gate failed (``--fail-under``) or ``compare`` found a regression
+* 2 - usage error (bad flag, bad option value)
+* 3 - bad model, data or input file
+* 4 - internal error (a bug in medaudit or a plugin)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_INTERNAL = 4
+
+
+class MedauditError(Exception):
+    """An error the user can fix. The CLI prints ``message`` on one line, no traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MedauditError):
+    """A flag or option value that does not make sense."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(MedauditError):
+    """A model, data or other input file that cannot be used."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class PluginError(MedauditError):
+    """A plugin that cannot be loaded or that clashes with another one."""
+
+    exit_code = EXIT_USAGE

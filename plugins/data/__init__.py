@@ -1,0 +1,3 @@
+"""Built-in data plugin."""
+
+from auditor.hookspecs import hookimpl

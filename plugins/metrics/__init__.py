@@ -1,0 +1,3 @@
+"""Built-in metrics plugin."""
+
+from auditor.hookspecs import hookimpl

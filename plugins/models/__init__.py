@@ -1,0 +1,3 @@
+"""Built-in models plugin."""
+
+from auditor.hookspecs import hookimpl

@@ -1,0 +1,3 @@
+"""Built-in reporters plugin."""
+
+from auditor.hookspecs import hookimpl
