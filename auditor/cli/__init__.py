@@ -1,0 +1,41 @@
+"""The ``medaudit`` command line: one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from auditor import __version__
+from auditor.cli import demo, info, run
+
+app = typer.Typer(
+    name="medaudit",
+    help=(
+        "Audit the adversarial robustness of medical imaging models.\n\n"
+        "Exit codes: 0 success, 1 acceptance gate failed or regression found, 2 usage error, "
+        "3 bad model/data/input, 4 internal error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run", help=run.RUN_HELP)(run.run)
+app.command("demo")(demo.demo)
+app.command("plugins")(info.plugins)
+app.command("modalities")(info.modalities)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """medaudit: adversarial robustness audits for medical imaging models."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,114 @@
+"""``medaudit run``: audit one model on one labelled data set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from auditor.cli.common import RichProgress, handle_errors
+from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
+                            parse_size)
+from auditor.errors import UsageError
+from auditor.registry import get_registry
+
+RUN_HELP = """Audit a model's adversarial robustness and write results.json plus reports.
+
+Examples:
+
+  medaudit run model.pt --data isic2017/labels.csv --split val --modality dermoscopy
+
+  medaudit run weights.pth --arch auditor.architectures:resnet18 --data test/ --attacks pgd --eps 2,8
+
+  medaudit run model.onnx --data pneumoniamnist.npz --split test --modality chest-xray --budget quick
+"""
+
+
+def summary_for_stdout(results: dict[str, Any], written: list[str]) -> dict[str, Any]:
+    """The machine-readable answer of ``--json``: headline numbers, no per-sample data."""
+    strip = lambda entry: {k: v for k, v in entry.items() if k not in ("samples", "confusion")}  # noqa: E731
+    return {
+        "out": written,
+        "status": results.get("status"),
+        "verdict": (results.get("gates") or {}).get("verdict"),
+        "summary": results.get("summary"),
+        "clean": {k: v for k, v in (results.get("clean") or {}).items() if k != "confusion"},
+        "worst_case": [strip(w) for w in results.get("worst_case", [])],
+        "attacks": [strip(a) for a in results.get("attacks", [])],
+    }
+
+
+def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | None = None) -> dict[str, Any]:
+    """Run the audit, render the reports, print the outcome. Shared by ``run`` and ``demo``."""
+    from auditor.audit import run_audit
+    from auditor.reporting import render_reports
+
+    registry = get_registry()
+    progress = RichProgress(quiet=quiet or as_json)
+    results = run_audit(config, registry, progress=progress, command=command)
+    written = render_reports(results, config.out, config.formats, registry, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summary_for_stdout(results, [str(p) for p in written]), indent=1))
+    elif not quiet:
+        progress.note(f"wrote {', '.join(str(p) for p in written)}")
+    return results
+
+
+@handle_errors
+def run(
+    model: Annotated[Path, typer.Argument(help="Model file: TorchScript, .pt2, .onnx, a state dict (with --arch) or a pickled module (with --trust-model).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data: class folders, CSV manifest, MedMNIST .npz or image+mask folders.")],
+    modality: Annotated[str, typer.Option(help="Modality preset (see `medaudit modalities`): sets channels, input size, eps grid and report text.")] = "dermoscopy",
+    task: Annotated[Optional[str], typer.Option(help="classification or segmentation (default: detected from the model's output shape).")] = None,
+    model_format: Annotated[Optional[str], typer.Option("--format", help="Model format, overriding detection: torchscript, export, onnx, state-dict, pickle.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="module:callable that builds the architecture for a state dict, e.g. auditor.architectures:resnet18.")] = None,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow loading a whole pickled nn.Module. This EXECUTES CODE from the model file: use only for files from authors you trust.")] = False,
+    mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406; medaudit wraps the model so attacks work in [0,1].")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
+    data_format: Annotated[Optional[str], typer.Option(help="Data layout, overriding detection: folder, csv, npz, seg-folders, ...")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to audit (CSV split column, MedMNIST train/val/test).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names in label order.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Audit a seeded, stratified sample of N images.")] = None,
+    input_size: Annotated[Optional[str], typer.Option(help="Resize images to N or HxW (default: the modality's).")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="Input channels (default: from the model's first conv, else the modality).")] = None,
+    roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics.")] = None,
+    eps: Annotated[Optional[str], typer.Option(help="L-inf budgets in /255 units, e.g. 2,4,6,8 (default: the modality's).")] = None,
+    attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks (default: fgsm,pgd,cw,autoattack,square,zoo).")] = None,
+    budget: Annotated[str, typer.Option(help="quick | standard | thorough: iterations, restarts and queries of every attack (see README).")] = "standard",
+    backend: Annotated[Optional[str], typer.Option(help="art or native for every attack that has it, or per attack: cw=art,zoo=native.")] = None,
+    independent: Annotated[bool, typer.Option("--independent", help="Run every attack at every eps on every sample (per-attack table) instead of the default cascade.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and attacks: same seed, same numbers.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.json and the reports.")] = Path("medaudit-report"),
+    report_format: Annotated[str, typer.Option(help="Reports to write: html,pdf (any registered reporter), or none.")] = "html,pdf",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out (refused if model, data or configuration changed).")] = False,
+    allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
+) -> None:
+    registry = get_registry()
+    formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
+    for fmt in formats:
+        registry.get("reporters", fmt)
+    if (mean is None) != (std is None):
+        raise UsageError("--mean and --std go together")
+    if task is not None and task not in ("classification", "segmentation"):
+        raise UsageError(f"--task: '{task}' is not classification or segmentation")
+    if not model.exists():
+        raise UsageError(f"model file {model} does not exist")
+    if not data.exists():
+        raise UsageError(f"data path {data} does not exist")
+    config = AuditConfig(
+        model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
+        mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), data_format=data_format,
+        split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
+        channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
+        attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,
+        batch_size=batch_size, mode="independent" if independent else "cascade",
+        backends=parse_backends(backend, registry.attacks), formats=formats, resume=resume,
+        allow_probabilities=allow_probabilities, roi=roi,
+    )
+    execute(config, quiet=quiet, as_json=as_json)
