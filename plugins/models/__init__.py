@@ -1,3 +1,31 @@
-"""Built-in models plugin."""
+"""Built-in model loaders: one module per file format.
+
+Registration order is the detection order: TorchScript first, because ``.pt``/``.pth``
+are shared with ``torch.save`` files, which the state-dict and pickle loaders claim.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
 
 from auditor.hookspecs import hookimpl
+from auditor.interfaces import ModelLoader
+from plugins.models.exported import ExportLoader
+from plugins.models.onnx_model import OnnxLoader
+from plugins.models.pickled import PickleLoader
+from plugins.models.state_dict import StateDictLoader
+from plugins.models.torchscript import TorchScriptLoader
+
+LOADERS: tuple[type[ModelLoader], ...] = (
+    TorchScriptLoader,
+    ExportLoader,
+    OnnxLoader,
+    StateDictLoader,
+    PickleLoader,
+)
+
+
+@hookimpl
+def medaudit_register_model_loaders(register: Callable[[ModelLoader], None]) -> None:
+    for loader in LOADERS:
+        register(loader())

@@ -1,0 +1,239 @@
+"""Opening a model file: format detection, loading, normalisation and a probe forward pass.
+
+The loaders themselves are plugins (``medaudit_register_model_loaders``); this module picks
+one, loads the file, fingerprints it and checks that the model behaves like the contract
+in :mod:`auditor.interfaces` says (images in [0, 1] in, logits out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from auditor.errors import InputError, UsageError
+from auditor.interfaces import ModelLoader, ModelOptions
+from auditor.registry import Registry
+
+KIND = "model_loaders"
+# Generic loaders claim any torch.save file, so every other loader (a third-party one for
+# a specific checkpoint layout included) gets to look first.
+FALLBACK_LOADERS: tuple[str, ...] = ("state-dict", "pickle")
+_CHUNK = 1 << 20
+_PROB_TOLERANCE = 1e-3
+
+
+# ------------------------------------------------------------------------- loading
+def _loaders_in_detection_order(registry: Registry) -> list[ModelLoader]:
+    loaders: list[ModelLoader] = registry.all(KIND)
+    return sorted(loaders, key=lambda loader: loader.name in FALLBACK_LOADERS)  # stable
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"model file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; pass the model file itself")
+
+
+def detect_format(registry: Registry, path: str | Path) -> str:
+    """Name of the first loader that recognises ``path``."""
+    path = Path(path)
+    _check_file(path)
+    for loader in _loaders_in_detection_order(registry):
+        if loader.detect(path):
+            return loader.name
+    known = ", ".join(registry.names(KIND)) or "none"
+    raise InputError(f"cannot tell the model format of {path}; pass --format (known: {known})")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class NormalizedModel(torch.nn.Module):
+    """``model((x - mean) / std)``, per channel, so attacks keep working in [0, 1] units."""
+
+    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(list(mean), dtype=torch.float32).reshape(1, -1, 1, 1)
+        std_t = torch.as_tensor(list(std), dtype=torch.float32).reshape(1, -1, 1, 1)
+        if mean_t.numel() == 0 or std_t.numel() == 0:
+            raise UsageError("--mean and --std need at least one value each")
+        if mean_t.numel() != std_t.numel() and 1 not in (mean_t.numel(), std_t.numel()):
+            raise UsageError(f"--mean has {mean_t.numel()} values but --std has {std_t.numel()}; give one per channel")
+        if not bool(torch.all(std_t > 0)):
+            raise UsageError("--std values must be > 0")
+        self.model = model
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model((x - self.mean) / self.std)
+
+
+@dataclass
+class LoadedModel:
+    module: torch.nn.Module  # eval mode, on the device, parameters frozen
+    path: Path
+    sha256: str
+    format: str
+    loader: str  # name of the plugin that supplied the loader
+    executes_code: bool
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+def open_model(
+    registry: Registry,
+    path: str | Path,
+    *,
+    format: str | None = None,
+    arch: str | None = None,
+    trust_model: bool = False,
+    device: str = "cpu",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> LoadedModel:
+    path = Path(path)
+    _check_file(path)
+    name = format or detect_format(registry, path)
+    loader: ModelLoader = registry.get(KIND, name)
+    module = loader.load(path, ModelOptions(arch=arch, trust_model=trust_model, device=device))
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"{path}: loader '{name}' returned {type(module).__name__}, not a torch.nn.Module")
+    if mean is not None or std is not None:
+        mean = tuple(float(v) for v in (mean if mean is not None else (0.0,)))
+        std = tuple(float(v) for v in (std if std is not None else (1.0,)))
+        module = NormalizedModel(module, mean, std)
+    module = module.to(device).eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return LoadedModel(
+        module=module,
+        path=path,
+        sha256=sha256_file(path),
+        format=name,
+        loader=registry.provider(KIND, name),
+        executes_code=bool(loader.executes_code),
+        mean=tuple(mean) if mean is not None else None,
+        std=tuple(std) if std is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------- probe
+@dataclass
+class ModelProbe:
+    output_shape: tuple[int, ...]
+    task: str  # "classification" | "segmentation"
+    num_classes: int
+    binary: bool  # a single output channel (sigmoid-style); num_classes is then 2
+    looks_like_probabilities: bool
+    probability_kind: str | None  # "softmax" | "sigmoid" | None (logits)
+    finite: bool
+
+
+def infer_input_channels(module: torch.nn.Module) -> int | None:
+    """Best effort: ``in_channels`` of the first Conv2d (TorchScript copies included)."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Conv2d):
+            return int(sub.in_channels)
+        if getattr(sub, "original_name", None) == "Conv2d":  # a scripted Conv2d
+            in_channels = getattr(sub, "in_channels", None)
+            if isinstance(in_channels, int):
+                return in_channels
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+_CHANNEL_RE = re.compile(r"to have (\d+) channels")
+
+
+def _channel_error(exc: BaseException, module: torch.nn.Module, channels: int) -> InputError | None:
+    text = str(exc)
+    if "channels" not in text:
+        return None
+    match = _CHANNEL_RE.search(text)
+    expected = int(match.group(1)) if match else infer_input_channels(module)
+    if expected is None or expected == channels:
+        return InputError(
+            f"model does not accept {channels}-channel input ({_first_line(exc)}); "
+            "use --channels or a matching --modality"
+        )
+    return InputError(
+        f"model expects {expected} channels but got {channels}; use --channels or a matching --modality"
+    )
+
+
+def _probabilities(out: torch.Tensor, class_dim: int) -> str | None:
+    if not bool(((out >= 0) & (out <= 1)).all()):
+        return None
+    if out.shape[class_dim] == 1:
+        return "sigmoid"
+    sums = out.sum(dim=class_dim)
+    if bool(((sums - 1).abs() <= _PROB_TOLERANCE).all()):
+        return "softmax"
+    return "sigmoid" if out.dim() == 4 else None
+
+
+def probe_model(
+    module: torch.nn.Module,
+    input_shape: tuple[int, int, int],
+    device: str | torch.device = "cpu",
+    batch: int = 4,
+    seed: int = 0,
+    *,
+    allow_nonfinite: bool = False,
+) -> ModelProbe:
+    """One forward pass on seeded uniform [0, 1] inputs; what the output says about the model."""
+    channels, height, width = (int(v) for v in input_shape)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch, channels, height, width), generator=generator).to(device)
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as exc:  # the model's own code: anything can come out
+        channel_error = _channel_error(exc, module, channels) if isinstance(exc, RuntimeError) else None
+        if channel_error is not None:
+            raise channel_error from None
+        raise InputError(
+            f"model raised {type(exc).__name__} on a {tuple(x.shape)} input batch: {_first_line(exc)}"
+        ) from None
+    if not isinstance(out, torch.Tensor):
+        raise InputError(
+            f"model returned {type(out).__name__}, not a tensor; medaudit needs a model that returns logits"
+        )
+    shape = tuple(int(v) for v in out.shape)
+    out = out.detach().float()
+    finite = bool(torch.isfinite(out).all())
+    if not finite and not allow_nonfinite:
+        raise InputError(f"model returned NaN or Inf on random inputs in [0, 1] (output shape {shape})")
+    expected = f"expected (N, K) logits or (N, K, {height}, {width}) segmentation maps"
+    if len(shape) not in (2, 4) or shape[0] != batch:
+        raise InputError(f"model returned shape {shape} for a batch of {batch}; {expected}")
+    if len(shape) == 4 and shape[2:] != (height, width):
+        raise InputError(f"model returned shape {shape} for {height}x{width} inputs; {expected}")
+    task = "classification" if len(shape) == 2 else "segmentation"
+    binary = shape[1] == 1
+    kind = _probabilities(out, 1) if finite else None
+    return ModelProbe(
+        output_shape=shape,
+        task=task,
+        num_classes=2 if binary else shape[1],
+        binary=binary,
+        looks_like_probabilities=kind is not None,
+        probability_kind=kind,
+        finite=finite,
+    )
