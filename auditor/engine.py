@@ -175,6 +175,11 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
     probe = probe_model(model.module, input_shape, device)
     task = config.task or probe.task
     warnings: list[str] = []
+    if task == "classification" and probe.binary:
+        from auditor.models import SingleLogitAsTwoClasses
+
+        model.module = SingleLogitAsTwoClasses(model.module)
+        warnings.append("the model has one output logit; it is audited as two classes [0, z] (sigmoid)")
     if probe.looks_like_probabilities:
         message = (
             f"the model's outputs look like probabilities (softmax/sigmoid at the end), not logits: "
@@ -481,7 +486,7 @@ class ClassificationAudit:
         data_desc.update({
             "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": self.n,
             "per_class_counts": counts, "sha256": prep.dataset.fingerprint(),
-            "split": prep.config.split, "limit": prep.config.limit,
+            "split": prep.config.split or data_desc.get("split"), "limit": prep.config.limit,
             "synthetic": bool(prep.config.extra.get("synthetic")),
         })
         if prep.config.extra.get("training"):

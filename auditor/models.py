@@ -237,3 +237,18 @@ def probe_model(
         probability_kind=kind,
         finite=finite,
     )
+
+
+class SingleLogitAsTwoClasses(torch.nn.Module):
+    """Turns a one-logit binary classifier (N, 1) into two logits [0, z].
+
+    softmax([0, z])[1] == sigmoid(z), so probabilities and decisions are unchanged, and
+    every attack and metric can treat the model like any K-class classifier."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x).reshape(x.shape[0], 1)
+        return torch.cat([torch.zeros_like(z), z], dim=1)
