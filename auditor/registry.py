@@ -23,6 +23,11 @@ from auditor import hookspecs
 from auditor.errors import PluginError, UsageError
 
 ENTRY_POINT_GROUP = "medaudit"
+
+SINGULAR = {
+    "model_loaders": "model format", "data_sources": "data format", "attacks": "attack",
+    "defenses": "defense", "metrics": "metric", "reporters": "report format", "modalities": "modality",
+}
 ENV_VAR = "MEDAUDIT_PLUGINS"
 
 
@@ -42,7 +47,7 @@ class Registry:
         table = self.components[kind]
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise UsageError(f"unknown {kind.rstrip('s').replace('_', ' ')} '{name}' (known: {known})")
+            raise UsageError(f"unknown {SINGULAR.get(kind, kind)} '{name}' (known: {known})")
         return table[name].component
 
     def all(self, kind: str) -> list[Any]:
@@ -127,7 +132,7 @@ def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
                 if name in _table:
                     other = _table[name].plugin
                     raise PluginError(
-                        f"duplicate {_kind.rstrip('s').replace('_', ' ')} '{name}': "
+                        f"duplicate {SINGULAR.get(_kind, _kind)} '{name}': "
                         f"registered by both '{other}' and '{_plugin}'"
                     )
                 _table[name] = Registered(name, _plugin, component)

@@ -39,3 +39,4 @@ def main_callback(
 
 def main() -> None:
     app()
+

@@ -1,0 +1,30 @@
+# Everything a fresh machine with only Python needs: `make demo` and `make test`
+# each create the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; on a GPU machine set TORCH_SPEC to the build you want.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	# onnx2torch declares torchvision, which would replace the CPU torch build:
+	# install it without dependencies (medaudit stands in for torchvision).
+	$(PY) -m pip install --quiet --no-deps "onnx2torch>=1.5"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/medaudit demo --out medaudit-demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) medaudit-demo medaudit-report
