@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from auditor import __version__
-from auditor.cli import demo, info, run
+from auditor.cli import demo, info, report, run
 
 app = typer.Typer(
     name="medaudit",
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("run", help=run.RUN_HELP)(run.run)
 app.command("demo")(demo.demo)
+app.command("report", help=report.REPORT_HELP)(report.report)
 app.command("plugins")(info.plugins)
 app.command("modalities")(info.modalities)
 

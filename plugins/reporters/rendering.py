@@ -1,0 +1,65 @@
+"""The jinja2 environment shared by the HTML and PDF reporters.
+
+Autoescaping is on for every template whatever its name: class names, file paths and
+plugin metadata in ``results.json`` come from users and third parties and must reach
+the page as text. Only the SVG figures (escaped by matplotlib) are marked safe.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+from auditor.errors import InputError, UsageError
+from auditor.report_context import FILTERS, build_context
+from report_templates import MAIN_TEMPLATE, TEMPLATE_DIR
+
+
+def package_dir(package: str) -> Path:
+    """The folder of an importable package holding a plugin's templates."""
+    try:
+        return Path(str(importlib.resources.files(package)))
+    except (ModuleNotFoundError, TypeError) as exc:
+        raise UsageError(f"template package '{package}' cannot be imported: {exc}") from None
+
+
+def make_loader(template_dirs: Iterable[Path] = (), packages: Iterable[str] = ()) -> jinja2.BaseLoader:
+    """User folders first, then plugin template packages, then the built-ins; the built-ins
+    also answer under ``builtin/`` so an override can extend the template it replaces."""
+    user = []
+    for folder in template_dirs:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UsageError(f"--template-dir: {folder} is not a folder")
+        user.append(jinja2.FileSystemLoader(str(folder)))
+    plugin = [jinja2.FileSystemLoader(str(package_dir(p))) for p in packages]
+    builtin = jinja2.FileSystemLoader(str(TEMPLATE_DIR))
+    return jinja2.ChoiceLoader([*user, *plugin, builtin, jinja2.PrefixLoader({"builtin": builtin})])
+
+
+def make_environment(template_dirs: Iterable[Path] = (), packages: Iterable[str] = ()) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=make_loader(template_dirs, packages),
+        autoescape=True,  # every template, not only *.html: ours end in .jinja
+        undefined=jinja2.ChainableUndefined,  # a missing optional key renders empty, never raises
+        # no trim_blocks: the newline after a tag is the space between two sentences
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def render_html(results: dict[str, Any], template_dirs: Iterable[Path] = (), packages: Iterable[str] = (),
+                rendered_at: str | None = None, template: str = MAIN_TEMPLATE) -> str:
+    """The report as one self-contained HTML string."""
+    env = make_environment(template_dirs, packages)
+    try:
+        return env.get_template(template).render(**build_context(results, rendered_at))
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(f"report template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        raise InputError(f"report template not found: {exc.name}") from None

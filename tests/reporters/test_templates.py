@@ -1,0 +1,170 @@
+"""Template loading (user folder, plugin package, built-ins) and robustness to missing keys."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.errors import UsageError
+from auditor.interfaces import ReportOptions
+from plugins.reporters.html import HtmlReporter
+from plugins.reporters.rendering import render_html
+from report_templates import TEMPLATE_DIR
+
+SECTIONS = ["Executive summary", "Scope and threat model", "Model and data", "Results", "Adversarial examples",
+            "Recommended defenses", "Regulatory traceability", "Evaluation validity", "Reproducibility appendix"]
+
+
+def headings(html: str) -> list[str]:
+    return re.findall(r'<h2 class="section">([^<]*)</h2>', html)
+
+
+def test_sections_in_order(results):
+    assert headings(render_html(results)) == SECTIONS
+
+
+def test_user_template_overrides_a_single_block(results, tmp_path):
+    (tmp_path / "report.html.jinja").write_text(
+        '{% extends "base.html.jinja" %}{% block recommendation %}<p id="mine">Company advice.</p>{% endblock %}')
+    html = render_html(results, [tmp_path])
+    assert '<p id="mine">Company advice.</p>' in html
+    assert 'class="recommendation' not in html  # the built-in block is replaced
+    assert headings(html) == SECTIONS  # everything else is still there
+
+
+def test_user_partial_and_css_override(results, tmp_path):
+    (tmp_path / "partials").mkdir()
+    (tmp_path / "partials" / "cover.html.jinja").write_text('<header class="cover"><h1>{{ title }} by ACME</h1></header>')
+    (tmp_path / "css").mkdir()
+    (tmp_path / "css" / "report.css").write_text("body { color: rebeccapurple; }")
+    html = render_html(results, [tmp_path])
+    assert "demo-model.pt by ACME" in html and "rebeccapurple" in html
+    assert "@page" in html  # print.css still comes from the built-ins
+
+
+def test_override_can_extend_the_builtin_it_replaces(results, tmp_path):
+    (tmp_path / "base.html.jinja").write_text(
+        '{% extends "builtin/base.html.jinja" %}{% block extra_css %}.acme { color: red; }{% endblock %}')
+    html = render_html(results, [tmp_path])
+    assert ".acme { color: red; }" in html and headings(html) == SECTIONS
+
+
+def test_plugin_template_package_sits_between_user_and_builtin(results, tmp_path, monkeypatch):
+    package = tmp_path / "acme_templates"
+    (package / "partials").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "partials" / "regulatory.html.jinja").write_text("<p>ACME regulatory text</p>")
+    (package / "partials" / "scope.html.jinja").write_text("<p>ACME scope</p>")
+    user = tmp_path / "user"
+    (user / "partials").mkdir(parents=True)
+    (user / "partials" / "scope.html.jinja").write_text("<p>user scope</p>")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class AcmeReporter(HtmlReporter):
+        name = "acme-html"
+        filename = "acme.html"
+        template_package = "acme_templates"
+
+    out = AcmeReporter().render(results, tmp_path, ReportOptions(template_dirs=[user]))
+    html = out.read_text()
+    assert "ACME regulatory text" in html  # plugin beats built-in
+    assert "user scope" in html and "ACME scope" not in html  # user beats plugin
+    sys.modules.pop("acme_templates", None)
+
+
+def test_missing_template_dir_is_a_usage_error(results, tmp_path):
+    with pytest.raises(UsageError):
+        render_html(results, [tmp_path / "nope"])
+
+
+@pytest.mark.parametrize("drop", ["summary", "gallery", "worst_case", "attacks", "clean", "config", "environment",
+                                  "checks", "modality", "data", "model"])
+def test_missing_optional_keys_do_not_crash(results, drop):
+    results.pop(drop)
+    html = render_html(results)
+    assert "Executive summary" in html
+
+
+def test_minimal_results_render():
+    html = render_html({"schema_version": "1.0"})
+    assert "not assessed" in html and "Not run" in html
+
+
+def test_running_audit_is_marked_incomplete(results):
+    results["status"] = "running"
+    assert "INCOMPLETE AUDIT" in render_html(results)
+
+
+def test_verdict_from_gates_and_checks_block(results):
+    assert "not assessed" in render_html(results) or results.get("gates")
+    results["gates"] = {"verdict": "fail", "criteria": [
+        {"criterion": "worst_case@4=0.50", "label": "worst-case robust accuracy at 4/255 >= 50%",
+         "passed": False, "message": "worst-case robust accuracy at 4/255 is 0.300, below 0.500"}]}
+    results["checks"] = [{"id": "gradients", "name": "Gradients are informative", "status": "fail",
+                          "message": "zero gradients on 12% of samples", "numbers": {"zero_fraction": 0.12}}]
+    html = render_html(results)
+    assert '<span class="verdict fail">fail</span>' in html
+    assert "below 0.500" in html
+    assert "Gradients are informative" in html and "zero_fraction = 0.12" in html
+
+
+def test_checks_skipped_says_not_run(results):
+    results["checks"] = {"verdict": "skipped", "reason": "turned off (--skip-checks)", "items": []}
+    assert "turned off (--skip-checks)" in render_html(results)
+
+
+def test_synthetic_banner_only_for_synthetic_data(results):
+    assert "SYNTHETIC DATA" in render_html(results)
+    results["data"]["synthetic"] = False
+    assert "SYNTHETIC DATA" not in render_html(results)
+
+
+def test_old_string_most_effective_attack(results):
+    results["summary"]["most_effective_attack"] = "pgd"
+    assert "most effective attack was <strong>PGD</strong>" in render_html(results)
+
+
+def segmentation_results(results):
+    results["model"]["task"] = "segmentation"
+    results["config"]["task"] = "segmentation"
+    results["clean"] = {"dice": 0.81, "iou": 0.7, "n": 4}
+    results["attacks"] = [{"attack": "seg-pgd", "eps_255": 2, "loss": "dice", "dice": 0.4, "iou": 0.3,
+                           "missed_rate": 0.5}]
+    results["worst_case"] = [{"eps_255": 2, "dice": 0.4}]
+    results["summary"] = {}
+    return results
+
+
+def test_segmentation_uses_the_partial_and_drops_classification_parts(results, tmp_path):
+    results = segmentation_results(results)
+    (tmp_path / "partials").mkdir()
+    (tmp_path / "partials" / "segmentation.html.jinja").write_text(
+        "<p>seg partial: {% for a in r.attacks %}{{ a.attack }} dice {{ a.dice }}{% endfor %}</p>")
+    html = render_html(results, [tmp_path])
+    assert "seg partial: seg-pgd dice 0.4" in html
+    assert "Adversarial examples" not in html and "Table 1." not in html and "<svg" not in html
+    assert "0.81" in html  # clean Dice in the summary
+
+
+def test_segmentation_without_partial_still_renders(results, tmp_path, monkeypatch):
+    """``include ... ignore missing``: a template set without the segmentation partial
+    (an older install, a third-party template package) still renders the rest."""
+    import shutil
+
+    import plugins.reporters.rendering as rendering
+
+    copy = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_DIR, copy)
+    (copy / "partials" / "segmentation.html.jinja").unlink(missing_ok=True)
+    monkeypatch.setattr(rendering, "TEMPLATE_DIR", copy)
+    html = render_html(segmentation_results(results))
+    assert "Reproducibility appendix" in html and "Table 1." not in html
+
+
+def test_builtin_templates_are_package_data():
+    names = {p.relative_to(TEMPLATE_DIR).as_posix() for p in TEMPLATE_DIR.rglob("*") if p.is_file()}
+    assert {"report.html.jinja", "base.html.jinja", "css/report.css", "css/print.css"} <= names
