@@ -272,8 +272,14 @@ def defense_recommendations(results: dict[str, Any], worst: list[dict[str, Any]]
               "evidence": {"kind": "black-box", "items": black},
               "note": "These do not make the model robust; they raise the cost of query-only attacks."}
         items.insert(1 if black_broke else len(items), bb)
+    # Measured defenses (results["defenses"], from `medaudit harden` or a defended audit)
+    # are cited under the family they belong to.
+    family_of = {"training": "Adversarial training", "preprocessing": "Image-level preprocessing",
+                 "detection": "Adversarial-example detection", "feature": "Feature enhancement"}
+    measured = [d for d in _list(results.get("defenses")) if isinstance(d, dict)]
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
+        item["measured"] = [d for d in measured if family_of.get(str(d.get("family"))) == item["family"]]
     return items
 
 

@@ -168,3 +168,23 @@ def test_segmentation_without_partial_still_renders(results, tmp_path, monkeypat
 def test_builtin_templates_are_package_data():
     names = {p.relative_to(TEMPLATE_DIR).as_posix() for p in TEMPLATE_DIR.rglob("*") if p.is_file()}
     assert {"report.html.jinja", "base.html.jinja", "css/report.css", "css/print.css"} <= names
+
+
+def test_measured_defenses_are_cited_under_their_family(results):
+    results["defenses"] = [{
+        "name": "pgd-at", "title": "PGD-AT at 4/255", "family": "training", "source": "two audits (before/after)",
+        "clean_accuracy": 0.70, "worst_case": [{"eps_255": 4, "robust_accuracy": 0.41}],
+        "baseline": {"clean_accuracy": 0.78, "worst_case": [{"eps_255": 4, "robust_accuracy": 0.03}]},
+        "message": "PGD-AT at 4/255 measured: worst-case accuracy at 4/255 from 3% to 41%"}]
+    html = render_html(results)
+    training = html[html.index("<strong>Adversarial training</strong>"):html.index("<strong>Image-level preprocessing")]
+    assert "from 3% to 41%" in training
+    assert "41.0% at 4/255" in html and "3.0% at 4/255" in html  # the evidence table, with and without
+
+
+def test_defended_audit_is_stated_in_scope(results):
+    results["defense"] = {"title": "median-3", "description": "median filter 3x3",
+                          "adaptive": {"description": "BPDA through the filter"}, "verdict": "no gain"}
+    html = render_html(results)
+    assert "Audited with a defense in front of the model: <strong>median-3</strong>" in html
+    assert "BPDA through the filter" in html
