@@ -145,6 +145,7 @@ class AuditConfig:
     resume: bool = False
     allow_probabilities: bool = False
     roi: Path | None = None
+    defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.defenses)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import torch
 from auditor import __version__
 from auditor.accounting import CountingModel, PassCounter, time_one_pass
 from auditor.config import AuditConfig, config_hash
+from auditor.defenses import defense_results
 from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Batch, DataOptions, Dataset
 from auditor.progress import Progress
@@ -146,6 +147,7 @@ class Prepared:
     eps_255: list[float]
     warnings: list[str] = field(default_factory=list)
     probe: Any = None
+    defense: Any = None  # auditor.defenses.DefendedModels when --defense is given
 
 
 def prepare(config: AuditConfig, registry: Registry, progress: Progress | None = None) -> Prepared:
@@ -237,10 +239,14 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         if backend not in attack.backends:
             raise UsageError(f"attack '{attack.name}' has no '{backend}' backend ({', '.join(attack.backends)})")
         params[attack.name] = {**attack.parameters(config.budget, dummy_ctx), "backend": backend}
+    from auditor.defenses import attach_defense
+
+    defense = attach_defense(config, registry, model, task)  # the audit then predicts through it
     return Prepared(
         config=config, model=model, dataset=dataset, modality=modality, task=task,
         num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
         attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe,
+        defense=defense,
     )
 
 
@@ -261,7 +267,9 @@ class ClassificationAudit:
         self.progress = progress or Progress()
         self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
         self.counter = PassCounter()
-        self.model = CountingModel(prep.model.module, self.counter).eval()
+        from auditor.defenses import attack_surface
+
+        self.model = CountingModel(attack_surface(prep), self.counter).eval()
         self.cache = SampleCache(prep.dataset)
         self.ctx = AttackContext(
             model=self.model, device=prep.device, num_classes=prep.num_classes,
@@ -517,7 +525,7 @@ class ClassificationAudit:
                 "attacks": [{"name": a.name, "title": a.title, "threat_model": a.threat_model,
                              "reference": a.reference, "params": prep.params[a.name]} for a in prep.attacks],
                 "budget": prep.config.budget, "seed": prep.config.seed, "device": str(prep.device),
-                "batch_size": prep.config.batch_size, "norm": "linf",
+                "batch_size": prep.config.batch_size, "norm": "linf", "defense": prep.config.defense,
             },
             "warnings": list(prep.warnings),
             "clean": None,
@@ -587,6 +595,7 @@ class ClassificationAudit:
                 results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 write_results(out, results)
             broken_before = broken_now if config.mode == "cascade" else broken_before
+        results.update(defense_results(self, results))  # non-adaptive numbers and baseline of a --defense
         results["summary"] = summarise(results)
         results["status"] = "complete"
         write_results(out, results)

@@ -6,6 +6,7 @@ import typer
 
 from auditor import __version__
 from auditor.cli import demo, info, report, run
+from auditor.cli import harden
 
 app = typer.Typer(
     name="medaudit",
@@ -23,6 +24,7 @@ app.command("demo")(demo.demo)
 app.command("report", help=report.REPORT_HELP)(report.report)
 app.command("plugins")(info.plugins)
 app.command("modalities")(info.modalities)
+app.command("harden", help=harden.HARDEN_HELP)(harden.harden)
 
 
 def _version(value: bool) -> None:

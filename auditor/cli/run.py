@@ -23,6 +23,8 @@ Examples:
   medaudit run weights.pth --arch auditor.architectures:resnet18 --data test/ --attacks pgd --eps 2,8
 
   medaudit run model.onnx --data pneumoniamnist.npz --split test --modality chest-xray --budget quick
+
+  medaudit run model.pt --data isic2017/labels.csv --split val --defense jpeg:quality=75 --attacks fgsm,pgd
 """
 
 
@@ -37,6 +39,7 @@ def summary_for_stdout(results: dict[str, Any], written: list[str]) -> dict[str,
         "clean": {k: v for k, v in (results.get("clean") or {}).items() if k != "confusion"},
         "worst_case": [strip(w) for w in results.get("worst_case", [])],
         "attacks": [strip(a) for a in results.get("attacks", [])],
+        "defense": results.get("defense"),
     }
 
 
@@ -86,6 +89,7 @@ def run(
     report_format: Annotated[str, typer.Option(help="Reports to write: html,pdf (any registered reporter), or none.")] = "html,pdf",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out (refused if model, data or configuration changed).")] = False,
     allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
+    defense: Annotated[Optional[str], typer.Option("--defense", help="Audit the model behind a preprocessing defense, e.g. jpeg:quality=75, median:size=3, bit-depth:bits=4, tv:weight=0.05, random-smoothing:sigma=0.05,samples=32,eot_samples=8. Main numbers are adaptive (BPDA/EoT); non-adaptive ones and the undefended baseline are added.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
 ) -> None:
@@ -101,6 +105,10 @@ def run(
         raise UsageError(f"model file {model} does not exist")
     if not data.exists():
         raise UsageError(f"data path {data} does not exist")
+    if defense is not None:
+        from auditor.defenses import parse_defense
+
+        parse_defense(defense, registry)  # a bad spec exits 2 before anything is loaded
     config = AuditConfig(
         model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), data_format=data_format,
@@ -110,5 +118,6 @@ def run(
         batch_size=batch_size, mode="independent" if independent else "cascade",
         backends=parse_backends(backend, registry.attacks), formats=formats, resume=resume,
         allow_probabilities=allow_probabilities, roi=roi,
+        defense=defense,
     )
     execute(config, quiet=quiet, as_json=as_json)

@@ -1,0 +1,280 @@
+"""Adversarial-example detection as a deployable guard, evaluated non-adaptively and adaptively.
+
+Detector: the Mahalanobis score of Lee et al., "A Simple Unified Framework for Detecting
+Out-of-Distribution Samples and Adversarial Attacks" (NeurIPS 2018), on penultimate-layer
+features (the input of the model's last ``nn.Linear``): class means and one shared
+covariance fitted on clean, labelled data; the score of an image is its smallest squared
+Mahalanobis distance to a class mean (large = suspicious). Simplifications: one layer, no
+input pre-processing, no logistic-regression ensemble over layers.
+
+Evaluation (:func:`detection_audit`), on clean images the model classifies correctly:
+
+* per attack and eps (the registered attacks, run as in an audit): detection AUROC of
+  clean vs successful adversarial images (``auroc``; the usual protocol), clean vs every
+  perturbed image (``auroc_all``), the detection rate at the threshold that flags 5% of
+  clean images (``tpr_at_5fpr``) and the rate of silent errors, images both misclassified
+  and not flagged (``undetected_success_rate``);
+* adaptively (Carlini & Wagner, "Adversarial Examples Are Not Easily Detected", AISec
+  2017; Tramer et al., NeurIPS 2020): PGD on ``CE(logits, y) - lambda * score / threshold``
+  for each lambda in a grid, each image keeping the first lambda (smallest first) that
+  makes it misclassified and unflagged. ``evasion_rate`` is the fraction of images for
+  which the attacker got a silent error; ``guarded_accuracy`` the fraction that end up
+  correctly classified or flagged.
+
+Example::
+
+    det = MahalanobisDetector(model).fit(x_train, y_train)
+    report = detection_audit(model, det, x_test, y_test, eps_255=[2, 4, 8], registry=get_registry())
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from auditor.errors import InputError
+from auditor.progress import Progress
+
+FPR_TARGET = 0.05
+DEFAULT_ATTACKS = ("fgsm", "pgd", "cw")
+DEFAULT_LAMBDAS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def compute_auroc(negatives: Sequence[float] | np.ndarray, positives: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve of scores where positives should score higher (ties count
+    one half): the Mann-Whitney U statistic over ``len(neg) * len(pos)``. NaN when either
+    side is empty."""
+    neg = np.asarray(negatives, dtype=np.float64)
+    pos = np.asarray(positives, dtype=np.float64)
+    if neg.size == 0 or pos.size == 0:
+        return float("nan")
+    scores = np.concatenate([neg, pos])
+    order = scores.argsort(kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[len(neg):].sum() - pos.size * (pos.size + 1) / 2.0
+    return float(u / (neg.size * pos.size))
+
+
+# ------------------------------------------------------------------------ features
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
+
+
+class FeatureExtractor(nn.Module):
+    """``forward(x) -> (logits, penultimate features)``, differentiable.
+
+    Eager models: a forward pre-hook on the last ``nn.Linear`` captures its input.
+    TorchScript models (which take no hooks): their ``features`` method when they export
+    one (medaudit's reference architectures do), then ``forward`` for the logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.linear = _last_linear(model)
+        self.features_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if self.linear is None:
+            inner = model
+            while inner is not None and not callable(getattr(inner, "features", None)):
+                inner = getattr(inner, "model", None)
+            if inner is None:
+                raise InputError(
+                    "cannot reach the penultimate layer: the model has no nn.Linear layer to hook "
+                    "(TorchScript models need a 'features' method)"
+                )
+            self.features_fn = inner.features
+        self._captured: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.features_fn is not None:
+            return self.model(x), self.features_fn(x).flatten(1)
+        self._captured.clear()
+        handle = self.linear.register_forward_pre_hook(lambda _m, inputs: self._captured.append(inputs[0]))
+        try:
+            logits = self.model(x)
+        finally:
+            handle.remove()
+        if not self._captured:
+            raise InputError("the model's last nn.Linear layer was not called in forward")
+        return logits, self._captured[-1].flatten(1)
+
+
+# ------------------------------------------------------------------------ detector
+class MahalanobisDetector:
+    """Class-conditional Gaussian with a shared covariance on penultimate features."""
+
+    name = "mahalanobis"
+    reference = "Lee et al., NeurIPS 2018"
+
+    def __init__(self, model: nn.Module, ridge: float = 1e-6) -> None:
+        self.extractor = FeatureExtractor(model)
+        self.ridge = ridge
+        self.means: torch.Tensor | None = None
+        self.precision: torch.Tensor | None = None
+        self.classes: list[int] = []
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128) -> "MahalanobisDetector":
+        feats = torch.cat([self.extractor(x[i : i + batch_size])[1].double() for i in range(0, len(x), batch_size)])
+        labels = y.to(feats.device)
+        self.classes = sorted(int(c) for c in labels.unique())
+        means = torch.stack([feats[labels == c].mean(0) for c in self.classes])
+        centred = feats - means[torch.searchsorted(torch.tensor(self.classes, device=feats.device), labels)]
+        cov = centred.T @ centred / max(len(feats), 1)
+        scale = float(torch.diagonal(cov).mean()) or 1.0
+        cov = cov + self.ridge * scale * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        self.means = means
+        self.precision = torch.linalg.pinv(cov, hermitian=True)
+        self.n_fit = int(len(feats))
+        self.feature_dim = int(feats.shape[1])
+        return self
+
+    def score_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N,) smallest squared Mahalanobis distance to a class mean, float64, differentiable."""
+        if self.means is None or self.precision is None:
+            raise RuntimeError("fit the detector first")
+        diff = feats.double()[:, None, :] - self.means[None]  # (N, K, D)
+        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
+        return dist.min(dim=1).values
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, score), differentiable in ``x`` (for adaptive attacks)."""
+        logits, feats = self.extractor(x)
+        return logits, self.score_features(feats)
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        return torch.cat([self.forward(x[i : i + batch_size])[1] for i in range(0, len(x), batch_size)]).cpu()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "reference": self.reference, "layer": "input of the last nn.Linear",
+                "feature_dim": getattr(self, "feature_dim", None), "n_fit": getattr(self, "n_fit", None),
+                "classes": self.classes, "covariance": "shared (tied) across classes, ridge-regularised"}
+
+
+# --------------------------------------------------------------------- evaluation
+def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
+
+
+def adaptive_pgd(detector: MahalanobisDetector, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
+                 steps: int, lam: float, threshold: float) -> torch.Tensor:
+    """PGD ascending ``CE(logits, y) - lam * score / threshold``: misclassify and look clean."""
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        logits, score = detector.forward(x_adv)
+        objective = F.cross_entropy(logits, y, reduction="sum") - lam * (score / threshold).sum()
+        (grad,) = torch.autograd.grad(objective, x_adv)
+        x_adv = _project(x_adv.detach() + alpha * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def _rates(clean_scores: np.ndarray, adv_scores: np.ndarray, fooled: np.ndarray, threshold: float) -> dict[str, Any]:
+    flagged = adv_scores > threshold
+    return {
+        "n": int(len(adv_scores)), "n_successful": int(fooled.sum()),
+        "auroc": compute_auroc(clean_scores, adv_scores[fooled]),
+        "auroc_all": compute_auroc(clean_scores, adv_scores),
+        "tpr_at_5fpr": float(flagged[fooled].mean()) if fooled.any() else None,
+        "undetected_success_rate": float((fooled & ~flagged).mean()) if len(fooled) else None,
+    }
+
+
+def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Tensor, y: torch.Tensor,
+                    eps_255: Sequence[float], registry: Any, attacks: Sequence[str] = DEFAULT_ATTACKS,
+                    budget: str = "quick", seed: int = 0, batch_size: int = 64,
+                    lambdas: Sequence[float] = DEFAULT_LAMBDAS, adaptive_steps: int = 20,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Detection AUROC per attack and eps, then under the adaptive attack (module docstring)."""
+    from auditor.accounting import CountingModel, PassCounter
+    from auditor.interfaces import AttackContext
+
+    progress = progress or Progress()
+    model.eval()
+    t_start = time.perf_counter()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    keep = (pred == y).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        raise InputError("the model classifies none of the evaluation images correctly")
+    xc, yc = x[keep], y[keep]
+    clean_scores = detector.score(xc, batch_size).numpy()
+    threshold = float(np.quantile(clean_scores, 1 - FPR_TARGET))
+    counter = PassCounter()
+    ctx = AttackContext(model=CountingModel(model, counter).eval(), device=x.device, num_classes=_num_classes(model, x),
+                        input_shape=tuple(x.shape[1:]), task="classification", seed=seed, batch_size=batch_size,
+                        counter=counter)
+    rows = []
+    for name in attacks:
+        attack = registry.get("attacks", name)
+        params = {**attack.parameters(budget, ctx), "backend": attack.default_backend}
+        for eps in eps_255:
+            with progress.task(f"detection: {name} eps={eps:g}/255", len(xc)) as bar:
+                advs = []
+                for i in range(0, len(xc), batch_size):
+                    params["seed"] = seed + i
+                    torch.manual_seed(params["seed"])
+                    np.random.seed(params["seed"])
+                    xb = xc[i : i + batch_size]
+                    advs.append(_project(attack.run(ctx, xb, yc[i : i + batch_size], eps / 255, params).x_adv.detach(),
+                                         xb, eps / 255))
+                    bar.advance(len(xb))
+            x_adv = torch.cat(advs)
+            with torch.no_grad():
+                fooled = torch.cat([model(x_adv[i : i + batch_size]).argmax(1) for i in range(0, len(x_adv), batch_size)]) != yc
+            rows.append({"attack": name, "eps_255": eps,
+                         **_rates(clean_scores, detector.score(x_adv, batch_size).numpy(), fooled.cpu().numpy(), threshold)})
+    adaptive = []
+    for eps in eps_255:
+        e = eps / 255
+        alpha = max(e / 8, 0.25 / 255)
+        evaded = np.zeros(len(xc), dtype=bool)
+        best = xc.clone()
+        lam_used = np.full(len(xc), np.nan)
+        with progress.task(f"detection: adaptive eps={eps:g}/255", len(lambdas) * len(xc)) as bar:
+            for lam in sorted(lambdas):
+                todo = np.nonzero(~evaded)[0]
+                for i in range(0, len(todo), batch_size):
+                    idx = torch.as_tensor(todo[i : i + batch_size], device=x.device)
+                    x_adv = adaptive_pgd(detector, xc[idx], yc[idx], e, alpha, adaptive_steps, lam, threshold)
+                    with torch.no_grad():
+                        logits, score = detector.forward(x_adv)
+                    ok = ((logits.argmax(1) != yc[idx]) & (score <= threshold)).cpu().numpy()
+                    best[idx] = x_adv
+                    evaded[todo[i : i + batch_size][ok]] = True
+                    lam_used[todo[i : i + batch_size][ok]] = lam
+                bar.advance(len(xc))
+        with torch.no_grad():
+            fooled = torch.cat([model(best[i : i + batch_size]).argmax(1) for i in range(0, len(best), batch_size)]) != yc
+        rates = _rates(clean_scores, detector.score(best, batch_size).numpy(), fooled.cpu().numpy(), threshold)
+        adaptive.append({"eps_255": eps, **rates, "evasion_rate": float(evaded.mean()),
+                         "guarded_accuracy": float(1 - evaded.mean()), "lambdas": list(lambdas),
+                         "steps": adaptive_steps, "step_size_255": alpha * 255,
+                         "lambda_counts": {f"{lam:g}": int((lam_used == lam).sum()) for lam in lambdas}})
+    return {
+        "detector": detector.describe(), "n_clean_correct": int(len(xc)), "n": int(len(x)),
+        "fpr_target": FPR_TARGET, "threshold": threshold, "budget": budget,
+        "attacks": rows, "adaptive": adaptive, "time_s": time.perf_counter() - t_start,
+    }
+
+
+def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
