@@ -65,16 +65,19 @@ class SampleCache:
         if missing:
             batch = self.dataset.load(missing)
             for j, i in enumerate(missing):
-                roi = batch.roi[j] if batch.roi is not None else None
-                item = (batch.images[j], batch.targets[j], batch.ids[j], roi)
+                roi = batch.roi[j].clone() if batch.roi is not None else None
+                # clone: a view would keep the whole decoded batch alive after eviction
+                item = (batch.images[j].clone(), batch.targets[j].clone(), batch.ids[j], roi)
                 self.items[i] = item
-                self.bytes += item[0].numel() * item[0].element_size()
-            while self.bytes > self.max_bytes and len(self.items) > len(indices):
-                _, old = self.items.popitem(last=False)
-                self.bytes -= old[0].numel() * old[0].element_size()
-        items = [self.items[int(i)] for i in indices]
+                self.bytes += _item_bytes(item)
+        # Requested samples become the most recent before evicting, so the eviction below
+        # (oldest first) can never drop one of them.
         for i in indices:
             self.items.move_to_end(int(i))
+        while self.bytes > self.max_bytes and len(self.items) > len(indices):
+            _, old = self.items.popitem(last=False)
+            self.bytes -= _item_bytes(old)
+        items = [self.items[int(i)] for i in indices]
         rois = [it[3] for it in items]
         return Batch(
             images=torch.stack([it[0] for it in items]),
@@ -83,6 +86,10 @@ class SampleCache:
             indices=np.asarray(indices, dtype=np.int64),
             roi=torch.stack(rois) if rois and rois[0] is not None else None,
         )
+
+
+def _item_bytes(item: tuple[torch.Tensor, torch.Tensor, str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in (item[0], item[1], item[3]) if t is not None)
 
 
 def step_seed(seed: int, attack: str, eps_255: float, chunk: int) -> int:

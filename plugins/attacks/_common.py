@@ -32,18 +32,38 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="none")
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": ce_loss, "cw": margin_loss}
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Difference of logits ratio (Croce & Hein 2020), per sample; needs >= 3 classes:
+    -(z_y - max_{j != y} z_j) / (z_(1) - z_(3)), z_(i) the i-th largest logit."""
+    ordered = logits.sort(dim=1, descending=True).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return -(true - other.max(dim=1).values) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ce": ce_loss, "cw": margin_loss, "dlr": dlr_loss,
+}
 
 
 def input_gradient(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the summed per-sample loss w.r.t. the input, and the logits."""
+    grad, logits, _ = loss_and_gradient(model, x, y, loss)
+    return grad, logits
+
+
+def loss_and_gradient(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input gradient, logits and per-sample loss from one forward and one backward pass."""
     x = x.detach().requires_grad_(True)
     logits = model(x)
-    value = LOSSES[loss](logits, y).sum()
-    (grad,) = torch.autograd.grad(value, x)
-    return grad, logits.detach()
+    values = LOSSES[loss](logits, y)
+    (grad,) = torch.autograd.grad(values.sum(), x)
+    return grad, logits.detach(), values.detach()
 
 
 def generator(seed: int, device: torch.device) -> torch.Generator:

@@ -44,11 +44,17 @@ def pgd_native(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
     steps: int, restarts: int, loss: str, seed: int,
 ) -> torch.Tensor:
-    """Batched PGD; with restarts, keeps per sample the first restart that misclassifies."""
+    """Batched PGD; with restarts, keeps per sample the first restart that misclassifies.
+
+    The step loop stays on the device: no ``.item()``, ``.cpu()`` or Python branching on
+    tensor values, so on a GPU the steps queue without host round trips. Between restarts
+    one success check selects the samples still to attack (a single pass per restart,
+    skipped after the last one: the engine predicts the result anyway)."""
     best = x.clone()
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
     gen = generator(seed, x.device)
-    for restart in range(max(restarts, 1)):
+    rounds = max(restarts, 1)
+    for restart in range(rounds):
         idx = remaining.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
@@ -61,10 +67,11 @@ def pgd_native(
         for _ in range(steps):
             grad, _ = input_gradient(model, x_adv, y0, loss)
             x_adv = project(x_adv + alpha * grad.sign(), x0, eps)
-        with torch.no_grad():
-            fooled = model(x_adv).argmax(1) != y0
         best[idx] = x_adv
-        remaining[idx[fooled]] = False
+        if restart + 1 < rounds:
+            with torch.no_grad():
+                fooled = model(x_adv).argmax(1) != y0
+            remaining[idx[fooled]] = False
     return best
 
 
