@@ -98,9 +98,15 @@ def plain(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def class_label(value: Any) -> str:
+    """A class name for prose: data sets with numeric labels read 'class 1', not '1'."""
+    text = "n/a" if value is None else str(value)
+    return f"class {text}" if text.lstrip("-").isdigit() else text
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "pct": pct, "num": num, "fixed": fixed, "count": count, "eps255": eps255, "eps_unit": eps_unit, "as255": as255, "seconds": seconds,
-    "short_date": short_date, "plain": plain,
+    "short_date": short_date, "plain": plain, "class_label": class_label,
 }
 
 

@@ -188,3 +188,15 @@ def test_defended_audit_is_stated_in_scope(results):
     html = render_html(results)
     assert "Audited with a defense in front of the model: <strong>median-3</strong>" in html
     assert "BPDA through the filter" in html
+
+
+def test_numeric_class_names_read_as_classes(results):
+    from tests.reporters.conftest import rename_class
+
+    rename_class(results, "melanoma", "1")
+    rename_class(results, "benign", "0")
+    results["summary"]["focus_class"] = "1"
+    results["clinical"]["note"] = "classes are named 0/1; class 1 is taken as the positive class"
+    html = render_html(results)
+    assert "of class 1 images are reported as class 0" in html
+    assert "class 1 is taken as the positive class" in html
