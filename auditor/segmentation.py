@@ -1,0 +1,505 @@
+"""The audit loop for segmentation models.
+
+load model -> load data -> clean pass -> attack steps (eps ascending, attacks cheap to
+expensive) -> worst case -> summary -> results.json, written atomically after every
+attack x eps step so ``--resume`` continues from the last finished one. The engine never
+prints and never renders templates.
+
+* Every attack runs on every image at every eps (there is no "broken" sample to take out
+  of a cascade: a mask degrades by degrees), so each entry holds that attack's own Dice,
+  IoU, lesion sensitivity and missed-lesion rate, the survey's Table 5 (loss x eps).
+* Labels reach an attack with :data:`plugins.attacks.seg_losses.IGNORE_INDEX` outside
+  the region of interest; metrics count only pixels inside it. The attack gets copies:
+  the masks and ROIs the metrics use are never handed out.
+* The engine enforces the threat model whatever an attack returns: the perturbation is
+  projected onto the L-inf ball of radius eps and into [0, 1] (counted in
+  ``projected_by_engine``).
+* ``worst_case`` per eps takes, per image, the attack with the lowest Dice among all
+  attacks at that eps or a smaller one (a perturbation in a smaller ball lies in the
+  larger one), and reports that attack's Dice, IoU and missed-lesion outcome.
+* Metric conventions (empty ground truth, thresholds) are those of :mod:`plugins.metrics`:
+  one sigmoid channel is foreground where logit >= 0, K channels take the argmax; an
+  image with an empty ground truth has Dice 1 when its prediction is empty too, else 0.
+  ``missed_fraction`` (``config.extra``, default 0.5) sets when a lesion counts as missed.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor import __version__
+from auditor.accounting import CountingModel, PassCounter
+from auditor.config import config_hash
+from auditor.engine import Prepared, SampleCache, environment, png_base64, step_seed
+from auditor.errors import InputError, UsageError
+from auditor.interfaces import AttackContext, Metric
+from auditor.progress import Progress
+from auditor.results import SCHEMA_VERSION, read_results, write_results
+
+GALLERY_IMAGES = 3
+# Segmentation maps are large: bound the pixels per model call so a default --batch-size
+# of 32 does not ask for tens of GB of activations on 576x560 fundus images.
+MAX_PIXELS_PER_BATCH = 2**21
+METRIC_KEYS = ("dice", "iou", "sensitivity", "missed")
+
+
+def segmentation_environment(device: torch.device) -> dict[str, Any]:
+    """The fields of :func:`auditor.engine.environment`, without importing ART to read its
+    version (no segmentation attack uses ART, and importing it costs seconds)."""
+    if "art" in sys.modules:
+        return environment(device)
+    from importlib import metadata
+
+    try:
+        art_version: str | None = metadata.version("adversarial-robustness-toolbox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - ART is a dependency
+        art_version = None
+    env = {
+        "python": platform.python_version(), "torch": torch.__version__, "art": art_version,
+        "medaudit": __version__, "numpy": np.__version__, "platform": platform.platform(),
+        "device": str(device), "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def default_metrics(missed_fraction: float) -> dict[str, Metric]:
+    from plugins.metrics import DiceMetric, IoUMetric, LesionMissedMetric, SensitivityMetric
+
+    return {"dice": DiceMetric(), "iou": IoUMetric(), "sensitivity": SensitivityMetric(),
+            "missed": LesionMissedMetric(missed_fraction)}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _rounded(values: np.ndarray, digits: int = 6) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
+
+
+class SegmentationAudit:
+    """Runs one prepared segmentation audit, writing results.json after every step."""
+
+    def __init__(self, prep: Prepared, progress: Progress | None = None, command: str | None = None,
+                 metrics: dict[str, Metric] | None = None) -> None:
+        from plugins.metrics import DEFAULT_MISSED_FRACTION
+
+        self.prep = prep
+        self.config = prep.config
+        self.progress = progress or Progress()
+        self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        self.missed_fraction = float(self.config.extra.get("missed_fraction", DEFAULT_MISSED_FRACTION))
+        if not 0.0 < self.missed_fraction <= 1.0:
+            raise UsageError(f"missed_fraction must be in (0, 1], not {self.missed_fraction}")
+        if getattr(prep, "defense", None) is not None:
+            raise UsageError("--defense is not supported for segmentation audits yet; audit the defended "
+                             "model as its own TorchScript file")
+        self.metrics = metrics or default_metrics(self.missed_fraction)
+        missing = [k for k in METRIC_KEYS if k not in self.metrics]
+        if missing:
+            raise UsageError(f"segmentation audit needs the metrics {', '.join(missing)}")
+        self.counter = PassCounter()
+        self.model = CountingModel(prep.model.module, self.counter).eval()
+        self.cache = SampleCache(prep.dataset)
+        _, height, width = prep.input_shape
+        self.batch_size = max(1, min(self.config.batch_size, MAX_PIXELS_PER_BATCH // max(height * width, 1)))
+        self.ctx = AttackContext(
+            model=self.model, device=prep.device, num_classes=prep.num_classes,
+            input_shape=prep.input_shape, task=prep.task, seed=self.config.seed,
+            batch_size=self.batch_size, counter=self.counter,
+        )
+        self.n = len(prep.dataset)
+        self.gallery: list[dict[str, Any]] = []
+        self.gallery_indices = sorted({int(round(v)) for v in np.linspace(0, self.n - 1, min(GALLERY_IMAGES, self.n))})
+
+    # ------------------------------------------------------------------ helpers
+    def _chunks(self, indices: np.ndarray) -> list[np.ndarray]:
+        bs = self.batch_size
+        return [indices[i : i + bs] for i in range(0, len(indices), bs)]
+
+    def _batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[str]]:
+        batch = self.cache.load(indices)
+        device = self.prep.device
+        if batch.targets.dim() != 3:
+            raise InputError(f"segmentation targets must be (N, H, W) masks, got {tuple(batch.targets.shape)}")
+        roi = batch.roi.to(device).bool() if batch.roi is not None else None
+        return batch.images.to(device), batch.targets.to(device), roi, batch.ids
+
+    @torch.no_grad()
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.prep.model.module(x)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 4 or tuple(logits.shape[2:]) != tuple(x.shape[2:]):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise InputError(f"the model returned {shape} for a {tuple(x.shape)} batch; a segmentation model "
+                             f"must return (N, K, {x.shape[2]}, {x.shape[3]}) logits")
+        if not torch.isfinite(logits).all():
+            raise InputError("the model returned NaN or Inf logits; check the model and its input range")
+        return logits
+
+    def _evaluate(self, logits: torch.Tensor, y: torch.Tensor, roi: torch.Tensor | None) -> dict[str, np.ndarray]:
+        from plugins.metrics._common import logits_to_labels
+        from plugins.metrics.lesion_missed import lesion_areas
+
+        values = {k: self.metrics[k].compute(logits, y, roi).double().cpu().numpy() for k in METRIC_KEYS}
+        predicted, true = lesion_areas(logits_to_labels(logits), y, roi)
+        values["pred_area"] = predicted.cpu().numpy()
+        values["true_area"] = true.cpu().numpy()
+        return values
+
+    def _aggregate(self, values: dict[str, np.ndarray]) -> dict[str, Any]:
+        agg = {k: self.metrics[k].aggregate(torch.from_numpy(values[k])) for k in METRIC_KEYS}
+        agg = {k: (v if np.isfinite(v) else None) for k, v in agg.items()}
+        missed = values["missed"]
+        return {
+            "dice": agg["dice"], "iou": agg["iou"], "sensitivity": agg["sensitivity"], "missed_rate": agg["missed"],
+            "n": int(len(values["dice"])), "n_missed": int(np.nansum(missed)),
+            "n_with_lesion": int(np.isfinite(missed).sum()),
+            "dice_sd": float(np.std(values["dice"])) if len(values["dice"]) else None,
+        }
+
+    # --------------------------------------------------------------- clean pass
+    def clean_pass(self) -> dict[str, Any]:
+        from plugins.metrics._common import class_counts, logits_to_labels
+
+        keys = METRIC_KEYS + ("pred_area", "true_area")
+        values = {k: np.full(self.n, np.nan) for k in keys}
+        k = max(self.prep.num_classes, 2)
+        pixel_counts = np.zeros(k, dtype=np.int64)
+        pooled = np.zeros((3, k - 1))
+        ids: list[str] = []
+        self.gallery_clean: dict[int, np.ndarray] = {}
+        has_roi = False
+        t0 = time.perf_counter()
+        with self.progress.task("clean pass", self.n) as task:
+            for chunk in self._chunks(np.arange(self.n)):
+                x, y, roi, batch_ids = self._batch(chunk)
+                has_roi = has_roi or roi is not None
+                if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+                    raise InputError(f"a mask holds class {int(y.max())} but the model segments {k} classes "
+                                     f"({', '.join(self.prep.class_names)}); check the masks or mask_values")
+                logits = self._predict(x)
+                for key, v in self._evaluate(logits, y, roi).items():
+                    values[key][chunk] = v
+                pred = logits_to_labels(logits)
+                tp, fp, fn = class_counts(pred, y, roi, k)
+                pooled += np.stack([tp.sum(0).cpu().numpy(), fp.sum(0).cpu().numpy(), fn.sum(0).cpu().numpy()])
+                inside = y if roi is None else y[roi]
+                pixel_counts += np.bincount(inside.flatten().cpu().numpy().clip(0, k - 1), minlength=k)[:k]
+                for j, i in enumerate(chunk):
+                    if int(i) in self.gallery_indices:
+                        self.gallery_clean[int(i)] = pred[j].cpu().numpy().astype(np.uint8)
+                ids.extend(batch_ids)
+                task.advance(len(chunk))
+        self.clean_time = time.perf_counter() - t0
+        self.ids = ids
+        self.clean_values = values
+        self.pixel_counts = pixel_counts
+        self.has_roi = has_roi
+        tp, fp, fn = pooled
+        denominator = 2 * tp + fp + fn
+        present = denominator > 0
+        block = self._aggregate(values)
+        block["dice_pooled"] = float(np.mean((2 * tp / np.maximum(denominator, 1))[present])) if present.any() else 1.0
+        block["samples"] = {
+            "ids": ids, "dice": _rounded(values["dice"]), "iou": _rounded(values["iou"]),
+            "sensitivity": _rounded(values["sensitivity"]), "missed": _rounded(values["missed"], 0),
+            "pred_area": _rounded(values["pred_area"], 0), "true_area": _rounded(values["true_area"], 0),
+        }
+        return block
+
+    # ------------------------------------------------------------ attack steps
+    def run_step(self, attack: Any, eps_255: float) -> dict[str, Any]:
+        from plugins.attacks.seg_losses import IGNORE_INDEX
+
+        eps = eps_255 / 255.0
+        params = dict(self.prep.params[attack.name])
+        keys = METRIC_KEYS + ("pred_area",)
+        values = {k: np.full(self.n, np.nan) for k in keys}
+        linf = np.zeros(self.n)
+        l2 = np.zeros(self.n)
+        queries: list[float] = []
+        details: dict[str, Any] = {}
+        projected = 0
+        largest = eps_255 == max(self.prep.eps_255)
+        before = self.counter.snapshot()
+        t0 = time.perf_counter()
+        with self.progress.task(f"{attack.name} eps={eps_255:g}/255", self.n) as task:
+            for chunk_no, chunk in enumerate(self._chunks(np.arange(self.n))):
+                x, y, roi, _ = self._batch(chunk)
+                y_attack = torch.where(roi, y, torch.full_like(y, IGNORE_INDEX)) if roi is not None else y.clone()
+                params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
+                torch.manual_seed(params["seed"])
+                np.random.seed(params["seed"])
+                result = attack.run(self.ctx, x.clone(), y_attack, eps, params)
+                x_adv = result.x_adv.detach().to(x.dtype)
+                if x_adv.shape != x.shape:
+                    raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
+                delta = x_adv - x
+                if float(delta.abs().max()) > eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
+                    projected += len(chunk)  # the engine enforces the threat model whatever the attack did
+                    x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
+                    delta = x_adv - x
+                logits = self._predict(x_adv)
+                evaluated = self._evaluate(logits, y, roi)
+                for key in keys:
+                    values[key][chunk] = evaluated[key]
+                flat = delta.flatten(1)
+                linf[chunk] = flat.abs().max(1).values.double().cpu().numpy()
+                l2[chunk] = flat.double().norm(dim=1).cpu().numpy()
+                if result.queries is not None:
+                    queries.extend(float(q) for q in np.asarray(result.queries).ravel())
+                for key, value in result.details.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        details[key] = details.get(key, 0) + value
+                    else:
+                        details[key] = value
+                if largest:
+                    self._maybe_gallery(attack, params["loss"], eps_255, chunk, x, x_adv, y, roi, logits,
+                                        evaluated["dice"], evaluated["iou"])
+                task.advance(len(chunk))
+        elapsed = time.perf_counter() - t0
+        passes = self.counter.since(before)
+        entry: dict[str, Any] = {
+            "attack": attack.name,
+            "title": attack.title,
+            "threat_model": attack.threat_model,
+            "loss": params["loss"],
+            "targeted": bool(params.get("targeted", False)),
+            "backend": params["backend"],
+            "eps": eps,
+            "eps_255": eps_255,
+            **self._aggregate(values),
+            "mode": "independent",
+            "perturbation": {
+                "linf_mean": float(linf.mean()), "linf_max": float(linf.max()),
+                "l2_mean": float(l2.mean()), "l2_max": float(l2.max()),
+            },
+            "projected_by_engine": projected,
+            "params": {k: v for k, v in params.items() if k != "seed"},
+            "seed": self.config.seed,
+            "passes": passes,
+            "time_s": elapsed,
+            "details": details,
+            "samples": {k: _rounded(values[k], 0 if k in ("missed", "pred_area") else 6) for k in keys},
+        }
+        clean_dice = _mean(self.clean_values["dice"])
+        entry["dice_drop"] = (clean_dice - entry["dice"]) if clean_dice is not None and entry["dice"] is not None else None
+        if attack.threat_model == "black-box":
+            if queries:
+                entry["queries"] = {"mean": float(np.mean(queries)), "max": float(np.max(queries)),
+                                    "total": float(np.sum(queries)), "source": "attack"}
+            else:
+                total = passes["forward_samples"]
+                entry["queries"] = {"mean": total / self.n, "max": None, "total": float(total),
+                                    "source": "forward passes counted"}
+        return entry
+
+    # ------------------------------------------------------------------ gallery
+    def _maybe_gallery(self, attack: Any, loss: str, eps_255: float, chunk: np.ndarray, x: torch.Tensor,
+                       x_adv: torch.Tensor, y: torch.Tensor, roi: torch.Tensor | None, logits: torch.Tensor,
+                       dice: np.ndarray, iou: np.ndarray) -> None:
+        """Keep, per gallery image, the attack at the largest eps that left the lowest Dice."""
+        from auditor.plots_segmentation import CONTOUR_LEGEND, overlay_png
+        from plugins.metrics._common import logits_to_labels
+
+        adv_pred = None
+        for j, i in enumerate(int(v) for v in chunk):
+            if i not in self.gallery_indices or i not in self.gallery_clean:
+                continue
+            current = next((g for g in self.gallery if g["index"] == i), None)
+            if current is not None and current["dice_adv"] is not None and current["dice_adv"] <= float(dice[j]):
+                continue
+            if adv_pred is None:
+                adv_pred = logits_to_labels(logits).cpu().numpy()
+            roi_j = roi[j].cpu().numpy() if roi is not None else None
+            delta = x_adv[j] - x[j]
+            scale = float(delta.abs().max()) or 1.0
+            item = {
+                "index": i, "id": self.ids[i], "attack": attack.name, "loss": loss, "eps_255": eps_255,
+                "dice_clean": float(self.clean_values["dice"][i]), "dice_adv": float(dice[j]),
+                "iou_clean": float(self.clean_values["iou"][i]), "iou_adv": float(iou[j]),
+                "true_area": float(self.clean_values["true_area"][i]),
+                "clean_pred_area": float(self.clean_values["pred_area"][i]),
+                "adv_pred_area": float((adv_pred[j] > 0)[roi_j if roi_j is not None else slice(None)].sum()),
+                "perturbation_scale": scale,
+                "overlay_png": overlay_png(x[j].cpu().numpy(), y[j].cpu().numpy(), self.gallery_clean[i],
+                                           adv_pred[j], roi_j),
+                "adv_png": png_base64(x_adv[j], max_side=320),
+                "perturbation_png": png_base64(0.5 + 0.5 * delta / scale, max_side=320),
+                "legend": [dict(item) for item in CONTOUR_LEGEND if item["key"] != "roi" or roi_j is not None],
+            }
+            self.gallery = [g for g in self.gallery if g["index"] != i] + [item]
+            self.gallery.sort(key=lambda g: g["index"])
+
+    # --------------------------------------------------------------- worst case
+    def worst_case(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for eps_255 in self.prep.eps_255:
+            relevant = [e for e in entries if e["eps_255"] <= eps_255]
+            if not relevant:
+                continue
+            table = {k: np.array([[np.nan if v is None else v for v in e["samples"][k]] for e in relevant], dtype=float)
+                     for k in METRIC_KEYS}
+            dice = np.where(np.isnan(table["dice"]), np.inf, table["dice"])
+            pick = dice.argmin(axis=0)  # ties go to the cheaper attack / smaller eps, listed first
+            cols = np.arange(self.n)
+            worst = {k: table[k][pick, cols] for k in METRIC_KEYS}
+            worst_by: dict[str, int] = {}
+            for p in pick:
+                worst_by[relevant[p]["attack"]] = worst_by.get(relevant[p]["attack"], 0) + 1
+            block = self._aggregate(worst)
+            out.append({
+                "eps": eps_255 / 255.0, "eps_255": eps_255, **block,
+                "worst_by": worst_by, "n_attacks": len({e["attack"] for e in relevant}),
+                "samples": {"dice": _rounded(worst["dice"]), "iou": _rounded(worst["iou"]),
+                            "missed": _rounded(worst["missed"], 0),
+                            "attack": [relevant[p]["attack"] for p in pick],
+                            "eps_255": [relevant[p]["eps_255"] for p in pick]},
+            })
+        return out
+
+    # --------------------------------------------------------------------- run
+    def base_results(self, cfg_hash: str) -> dict[str, Any]:
+        prep = self.prep
+        data_desc = dict(prep.dataset.describe())
+        data_desc.update({
+            "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": self.n,
+            "sha256": prep.dataset.fingerprint(), "split": data_desc.get("split", prep.config.split),
+            "limit": prep.config.limit, "synthetic": bool(prep.config.extra.get("synthetic")),
+        })
+        if prep.config.extra.get("training"):
+            data_desc["training"] = prep.config.extra["training"]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "medaudit", "version": __version__},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": self.command,
+            "config_hash": cfg_hash,
+            "status": "running",
+            "model": {
+                "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
+                "format": prep.model.format, "task": "segmentation", "num_classes": prep.num_classes,
+                "class_names": prep.class_names, "input_shape": list(prep.input_shape),
+                "output_channels": int(prep.probe.output_shape[1]) if prep.probe is not None else None,
+                "normalization": {"mean": prep.config.mean, "std": prep.config.std},
+                "outputs": "probabilities" if prep.probe is not None and prep.probe.looks_like_probabilities else "logits",
+                "threshold": "logit >= 0 (sigmoid >= 0.5)" if prep.num_classes == 2 and prep.probe is not None
+                and prep.probe.binary else "argmax over classes",
+            },
+            "data": data_desc,
+            "modality": {
+                "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
+                "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
+                "positive_class": prep.modality.positive_class,
+            },
+            "config": {
+                "modality": prep.modality.name, "task": "segmentation", "mode": "independent",
+                "eps_255": prep.eps_255, "eps": [e / 255.0 for e in prep.eps_255],
+                "attacks": [{"name": a.name, "title": a.title, "threat_model": a.threat_model,
+                             "reference": a.reference, "loss": prep.params[a.name].get("loss"),
+                             "params": prep.params[a.name]} for a in prep.attacks],
+                "budget": prep.config.budget, "seed": prep.config.seed, "device": str(prep.device),
+                "batch_size": prep.config.batch_size, "batch_size_effective": self.batch_size, "norm": "linf",
+                "missed_fraction": self.missed_fraction,
+                "metrics": {k: {"name": m.name, "description": m.description} for k, m in self.metrics.items()},
+            },
+            "warnings": list(prep.warnings),
+            "clean": None,
+            "attacks": [],
+            "worst_case": [],
+            "gallery": [],
+            "checks": None,
+            "environment": segmentation_environment(prep.device),
+        }
+
+    def run(self) -> dict[str, Any]:
+        prep, config = self.prep, self.config
+        out = Path(config.out)
+        cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+        results = self.base_results(cfg_hash)
+        done: dict[tuple[str, float], dict[str, Any]] = {}
+        self.gallery = []
+        if config.resume and (out / "results.json").is_file():
+            previous = read_results(out / "results.json")
+            if previous.get("config_hash") != cfg_hash:
+                raise UsageError(
+                    f"cannot resume {out}: the model, data or configuration changed since that audit "
+                    "started; use a new --out folder or drop --resume to start over"
+                )
+            done = {(e["attack"], float(e["eps_255"])): e for e in previous.get("attacks", [])}
+            self.gallery = list(previous.get("gallery", []))
+            results["created"] = previous.get("created", results["created"])
+            results["resumed"] = previous.get("resumed", 0) + 1
+            self.progress.note(f"resuming: {len(done)} attack steps already done in {out}")
+        results["clean"] = self.clean_pass()
+        counts = {name: int(self.pixel_counts[c]) for c, name in enumerate(prep.class_names) if c < len(self.pixel_counts)}
+        results["data"]["per_class_counts"] = counts
+        results["data"]["count_unit"] = "pixels inside the ROI" if self.has_roi else "pixels"
+        results["data"]["has_roi"] = self.has_roi
+        results["timing"] = {"clean_pass_s": self.clean_time,
+                             "forward_s_per_sample": self.clean_time / max(self.n, 1)}
+        write_results(out, results)
+
+        entries: list[dict[str, Any]] = []
+        for eps_255 in prep.eps_255:
+            for attack in prep.attacks:
+                key = (attack.name, float(eps_255))
+                entry = done[key] if key in done else self.run_step(attack, eps_255)
+                entries.append(entry)
+                results["attacks"] = entries
+                results["worst_case"] = self.worst_case(entries)
+                results["gallery"] = self.gallery
+                results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                write_results(out, results)
+        results["summary"] = summarise_segmentation(results)
+        results["status"] = "complete"
+        write_results(out, results)
+        return results
+
+
+def summarise_segmentation(results: dict[str, Any]) -> dict[str, Any]:
+    """Headline facts for the executive summary, computed here so reporters only render."""
+    clean = results["clean"]
+    worst = results["worst_case"]
+    attacks = results["attacks"]
+    clean_dice = clean["dice"]
+    halving = next((w["eps_255"] for w in worst if clean_dice and w["dice"] is not None
+                    and w["dice"] <= clean_dice / 2), None)
+    largest = max((a["eps_255"] for a in attacks), default=None)
+    at_max = [a for a in attacks if a["eps_255"] == largest and a["dice"] is not None]
+    best = min(at_max, key=lambda a: a["dice"], default=None)
+    by_loss: dict[str, dict[str, Any]] = {}
+    for a in at_max:
+        if not a["targeted"] and (a["loss"] not in by_loss or a["dice"] < by_loss[a["loss"]]["dice"]):
+            by_loss[a["loss"]] = {"attack": a["attack"], "dice": a["dice"], "iou": a["iou"]}
+    stronger_loss = min(by_loss, key=lambda k: by_loss[k]["dice"]) if by_loss else None
+    table = [{"attack": a["attack"], "loss": a["loss"], "eps_255": a["eps_255"], "dice": a["dice"],
+              "iou": a["iou"], "missed_rate": a["missed_rate"]} for a in attacks]
+    return {
+        "clean_dice": clean_dice,
+        "clean_iou": clean["iou"],
+        "clean_missed_rate": clean["missed_rate"],
+        "worst_case": {f"{w['eps_255']:g}": w["dice"] for w in worst},
+        "worst_case_iou": {f"{w['eps_255']:g}": w["iou"] for w in worst},
+        "worst_case_missed_rate": {f"{w['eps_255']:g}": w["missed_rate"] for w in worst},
+        "eps_255_halving": halving,
+        "most_effective_attack": {
+            "attack": best["attack"] if best else None, "loss": best["loss"] if best else None,
+            "eps_255": largest, "dice": best["dice"] if best else None,
+            "basis": "lowest mean Dice at the largest eps; every attack runs on every image",
+        },
+        "strongest_loss": {"loss": stronger_loss, "eps_255": largest, "by_loss": by_loss},
+        "table": table,
+    }

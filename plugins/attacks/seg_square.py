@@ -1,0 +1,96 @@
+"""Square Attack on a segmentation loss: score-based black-box random search.
+
+Andriushchenko et al., "Square Attack: a query-efficient black-box adversarial attack via
+random search", ECCV 2020 (the L-inf version, Algorithm 1 with its p schedule), with the
+segmentation BCE (or Dice) loss of :mod:`plugins.attacks.seg_losses` as the score to
+maximise. Black-box: it reads only the model's output maps, never a gradient.
+
+Starts from vertical stripes of +-eps, then each query changes one random square window
+to +-eps per channel and keeps it when the loss rises. Square side: sqrt(p * H * W),
+p starting at ``p_init`` = 0.05 (the paper's L-inf setting) and halved on the paper's
+schedule. Query budget per image (the initial stripes included): quick 100, standard 500,
+thorough 2000. Every image spends the whole budget (there is no success criterion to stop
+at); ``queries`` in the results says so.
+
+One query is a full forward pass of the image, so on large images this is the slowest
+attack: it is not in the default battery; ask for it with ``--attacks seg-square``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor.interfaces import Attack, AttackContext, AttackResult
+from plugins.attacks._common import check_budget, generator, project
+from plugins.attacks.seg_losses import seg_objective
+
+QUERIES = {"quick": 100, "standard": 500, "thorough": 2000}
+_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
+
+
+def p_selection(p_init: float, iteration: int, total: int) -> float:
+    """The paper's piecewise-constant schedule of the square area fraction, rescaled to 10 000 iterations."""
+    it = int(iteration / max(total, 1) * 10000)
+    divisor = 512
+    for bound, div in _SCHEDULE:
+        if it <= bound:
+            divisor = div
+            break
+    return p_init / divisor
+
+
+def square_linf(
+    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, queries: int,
+    p_init: float, loss: str, gen: torch.Generator,
+) -> torch.Tensor:
+    n, c, h, w = x.shape
+    signs = torch.randint(0, 2, (n, c, 1, w), generator=gen, device=x.device, dtype=torch.int64) * 2 - 1
+    x_best = project(x + eps * signs.to(x.dtype), x, eps)
+    with torch.no_grad():
+        best = seg_objective(model(x_best), target, loss)
+    for i in range(1, queries):
+        side = int(round(math.sqrt(p_selection(p_init, i, queries) * h * w)))
+        side = min(max(side, 1), h, w)
+        x_new = x_best.clone()
+        for j in range(n):
+            top = int(torch.randint(0, h - side + 1, (1,), generator=gen, device=x.device))
+            left = int(torch.randint(0, w - side + 1, (1,), generator=gen, device=x.device))
+            window = (slice(None), slice(top, top + side), slice(left, left + side))
+            current = x_best[j][window]
+            for _ in range(10):  # resample a sign pattern that changes the window (as the paper does)
+                sign = (torch.randint(0, 2, (c, 1, 1), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
+                proposal = torch.clamp(x[j][window] + eps * sign, 0.0, 1.0)
+                if not torch.equal(proposal, current):
+                    break
+            x_new[j][window] = proposal
+        with torch.no_grad():
+            value = seg_objective(model(x_new), target, loss)
+        better = value > best
+        x_best[better] = x_new[better]
+        best = torch.where(better, value, best)
+    return x_best
+
+
+class SegSquare(Attack):
+    name = "seg-square"
+    title = "Square Attack (segmentation BCE loss)"
+    threat_model = "black-box"
+    cost = 70
+    tasks = ("segmentation",)
+    backends = ("native",)
+    default_backend = "native"
+    reference = "Andriushchenko et al., ECCV 2020"
+    default = False  # one forward pass per query: opt in with --attacks seg-square
+
+    def parameters(self, budget: str, ctx: AttackContext) -> dict[str, Any]:
+        check_budget(budget)
+        return {"norm": "linf", "loss": "bce", "queries": QUERIES[budget], "p_init": 0.05, "targeted": False}
+
+    def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
+        x_adv = square_linf(ctx.model, x, y, eps, params["queries"], params["p_init"], params["loss"],
+                            generator(params["seed"], x.device))
+        return AttackResult(x_adv, queries=np.full(len(x), params["queries"], dtype=np.float64))
