@@ -27,7 +27,7 @@ ADVERSARIAL_COLOUR = "#D55E00"  # vermilion
 ROI_COLOUR = "#FFFFFF"  # dotted
 CONTOUR_LEGEND = (
     {"key": "ground_truth", "label": "ground truth", "colour": GROUND_TRUTH_COLOUR},
-    {"key": "clean", "label": "clean prediction", "colour": CLEAN_COLOUR},
+    {"key": "clean", "label": "clean prediction (dashed)", "colour": CLEAN_COLOUR},
     {"key": "adversarial", "label": "adversarial prediction", "colour": ADVERSARIAL_COLOUR},
     {"key": "roi", "label": "region of interest (dotted)", "colour": ROI_COLOUR},
 )
@@ -66,14 +66,15 @@ def overlay_png(image: np.ndarray, target: np.ndarray, clean_pred: np.ndarray, a
     else:
         ax.imshow(np.clip(image[:3].transpose(1, 2, 0), 0, 1), interpolation="nearest")
     ax.grid(False)
-    width = max(0.6, 1.2 * scale)
+    width = 1.6 if scale > 1 else 1.0  # points; the same on a 32 px lesion and a 576 px fundus
     if roi is not None and 0 < roi.sum() < roi.size:
-        ax.contour(roi.astype(np.float32), levels=[0.5], colors=[ROI_COLOUR], linewidths=0.6 * width,
-                   linestyles="dotted")
-    for mask, colour in ((target, GROUND_TRUTH_COLOUR), (clean_pred, CLEAN_COLOUR), (adv_pred, ADVERSARIAL_COLOUR)):
+        ax.contour(roi.astype(np.float32), levels=[0.5], colors=[ROI_COLOUR], linewidths=0.8, linestyles="dotted")
+    # adversarial first and ground truth last, so the reference stays visible where they overlap
+    for mask, colour, style in ((adv_pred, ADVERSARIAL_COLOUR, "solid"), (clean_pred, CLEAN_COLOUR, "dashed"),
+                                (target, GROUND_TRUTH_COLOUR, "solid")):
         fg = (np.asarray(mask) > 0).astype(np.float32)
         if 0 < fg.sum() < fg.size:
-            ax.contour(fg, levels=[0.5], colors=[colour], linewidths=width)
+            ax.contour(fg, levels=[0.5], colors=[colour], linewidths=width, linestyles=style)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     buf = io.BytesIO()
