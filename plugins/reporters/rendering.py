@@ -63,3 +63,7 @@ def render_html(results: dict[str, Any], template_dirs: Iterable[Path] = (), pac
         raise InputError(f"report template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
         raise InputError(f"report template not found: {exc.name}") from None
+    except jinja2.TemplateError as exc:
+        # A broken --template-dir override fails at render time, after a long audit:
+        # a one-line error (results.json is already written) instead of a traceback.
+        raise InputError(f"report template error: {exc}") from None

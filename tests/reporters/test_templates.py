@@ -200,3 +200,14 @@ def test_numeric_class_names_read_as_classes(results):
     html = render_html(results)
     assert "of class 1 images are reported as class 0" in html
     assert "class 1 is taken as the positive class" in html
+
+
+def test_template_runtime_error_is_a_one_line_input_error(results, tmp_path):
+    from auditor.errors import InputError
+
+    (tmp_path / "report.html.jinja").write_text('{% extends "base.html.jinja" %}{% block summary %}{{ 1|nofilter }}{% endblock %}')
+    with pytest.raises(InputError, match="report template"):
+        render_html(results, [tmp_path])
+    (tmp_path / "report.html.jinja").write_text("{% if %}")
+    with pytest.raises(InputError, match="report template"):
+        render_html(results, [tmp_path])
