@@ -33,10 +33,18 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "isic2017"
 CACHE = Path(os.environ.get("MEDAUDIT_BENCH_CACHE", Path.home() / ".cache" / "medaudit"))
 WEIGHTS = CACHE / "isic_resnet18.pt"
 FACTS = CACHE / "isic_resnet18.json"
+# The reference model is the standard width (64). A narrower one (MEDAUDIT_BENCH_WIDTH=8,
+# with its own MEDAUDIT_BENCH_CACHE) makes a smoke run of the benchmark's code paths cheap.
+WIDTH = int(os.environ.get("MEDAUDIT_BENCH_WIDTH", "64"))
 SIZE = (64, 64)
 HELD_OUT = 50
 CLASSES = ("benign", "melanoma")
-ARCH = "auditor.architectures:resnet18"
+ARCH = "auditor.architectures:resnet18" if WIDTH == 64 else "benchmarks.workload:resnet18_bench"
+
+
+def resnet18_bench() -> ResNet18:
+    """The benchmark's architecture (for ``--arch``): ResNet-18 at 64x64, two classes."""
+    return ResNet18(3, 2, width=WIDTH)
 
 
 def load_split(data: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,12 +61,12 @@ def balanced_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
     return float(np.mean(recalls))
 
 
-def train_or_load(data: Path, epochs: int = 2, seed: int = 0, log=print) -> tuple[torch.nn.Module, dict]:
+def train_or_load(data: Path, epochs: int = 1, seed: int = 0, log=print) -> tuple[torch.nn.Module, dict]:
     """The cached model and its facts, training it first when the cache is empty or stale."""
-    model = ResNet18(3, 2)
+    model = resnet18_bench()
     if WEIGHTS.is_file() and FACTS.is_file():
         facts = json.loads(FACTS.read_text())
-        if facts.get("epochs") == epochs and facts.get("seed") == seed:
+        if facts.get("epochs") == epochs and facts.get("seed") == seed and facts.get("width", 64) == WIDTH:
             model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
             return model.eval(), facts
     train_x, train_y = load_split(data, "train")
@@ -76,10 +84,11 @@ def train_or_load(data: Path, epochs: int = 2, seed: int = 0, log=print) -> tupl
     train_classifier(model, train_x[keep], train_y[keep], epochs=epochs, batch_size=32, lr=1e-3, seed=seed,
                      augment=flip_augment, class_weights=weights)
     facts = {
-        "epochs": epochs, "seed": seed, "train_images": int(len(keep)), "held_out_train": held.tolist(),
+        "epochs": epochs, "seed": seed, "width": WIDTH, "train_images": int(len(keep)), "held_out_train": held.tolist(),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "val_accuracy": accuracy(model, val_x, val_y), "val_balanced_accuracy": balanced_accuracy(model, val_x, val_y),
-        "class_weights": weights.tolist(), "architecture": "ResNet18 (auditor.architectures), 3x64x64 -> 2 logits",
+        "class_weights": weights.tolist(),
+        "architecture": f"ResNet18 (auditor.architectures, width {WIDTH}), 3x64x64 -> 2 logits",
     }
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), WEIGHTS)
@@ -119,7 +128,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="Train (or load) the benchmark's cached ResNet-18.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
