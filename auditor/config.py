@@ -145,13 +145,18 @@ class AuditConfig:
     resume: bool = False
     allow_probabilities: bool = False
     roi: Path | None = None
+    positive_class: str | None = None  # clinical metrics; default from the modality
+    fail_under: list[str] = field(default_factory=list)  # acceptance criteria (auditor.gates)
+    junit: Path | None = None  # write the gates as JUnit XML here
+    checks: bool = True  # run the validity checks (auditor.checks)
+    check_samples: int = 48  # clean-correct samples the checks attack
     defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.defenses)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
-        for key in ("out", "formats", "resume", "device"):
+        for key in ("out", "formats", "resume", "device", "fail_under", "junit"):
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

@@ -41,6 +41,7 @@ from auditor.accounting import CountingModel, PassCounter, time_one_pass
 from auditor.config import AuditConfig, config_hash
 from auditor.defenses import defense_results
 from auditor.errors import InputError, UsageError
+from auditor.gates import evaluate_gates, write_junit
 from auditor.interfaces import AttackContext, Batch, DataOptions, Dataset
 from auditor.progress import Progress
 from auditor.registry import Registry
@@ -154,6 +155,7 @@ class Prepared:
     eps_255: list[float]
     warnings: list[str] = field(default_factory=list)
     probe: Any = None
+    registry: Any = None
     defense: Any = None  # auditor.defenses.DefendedModels when --defense is given
 
 
@@ -252,7 +254,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
     return Prepared(
         config=config, model=model, dataset=dataset, modality=modality, task=task,
         num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
-        attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe,
+        attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe, registry=registry,
         defense=defense,
     )
 
@@ -334,7 +336,7 @@ class ClassificationAudit:
             if mask.any():
                 kc, nc = int(robust[mask].sum()), int(mask.sum())
                 lo, hi = proportion_ci(kc, nc)
-                per_class[name] = {"accuracy": kc / nc, "n": nc, "ci95": [lo, hi]}
+                per_class[name] = {"accuracy": kc / nc, "n": nc, "ci95": [lo, hi], "ci_method": "wilson"}
         confusion = np.zeros((self.prep.num_classes, self.prep.num_classes), dtype=np.int64)
         np.add.at(confusion, (self.labels, preds), 1)
         return {
@@ -540,13 +542,50 @@ class ClassificationAudit:
             "worst_case": [],
             "gallery": [],
             "checks": None,
+            "clinical": None,
+            "targeted": None,
+            "gates": None,
             "environment": environment(prep.device),
         }
+
+    def _positive_and_criteria(self) -> tuple[dict[str, Any], list[Any]]:
+        from auditor.clinical import resolve_positive_class
+        from auditor.gates import parse_criteria, validate_criteria
+
+        prep = self.prep
+        positive = resolve_positive_class(self.config.positive_class, prep.class_names,
+                                          prep.modality.positive_class, prep.modality.name)
+        criteria = parse_criteria(self.config.fail_under)
+        validate_criteria(criteria, eps_255=prep.eps_255, attacks=[a.name for a in prep.attacks],
+                          positive=positive["name"], binary=prep.num_classes == 2)
+        return positive, criteria
+
+    def _validity_and_clinical(self, results: dict[str, Any], positive: dict[str, Any]) -> None:
+        """Validity checks, targeted attacks and clinical metrics, after the attack steps."""
+        from auditor.checks import run_checks, skipped_checks
+        from auditor.clinical import clinical_metrics, run_targeted
+
+        if self.config.checks:
+            with self.progress.task("validity checks", 10) as task:
+                results["checks"] = run_checks(self, results, self.config.check_samples, task)
+        else:
+            results["checks"] = skipped_checks("turned off (--skip-checks)")
+        write_results(Path(self.config.out), results)
+        targeted, scores = None, None
+        if positive["index"] is not None:
+            with self.progress.task("targeted attacks (clinical directions)", None):
+                targeted, scores = run_targeted(self, positive, results)
+        results["targeted"] = targeted
+        results["clinical"] = clinical_metrics(results, positive, scores)
+        if scores:
+            results["samples"]["adversarial_positive_scores"] = {
+                f"{eps:g}": np.round(values, 6).tolist() for eps, values in scores.items()}
 
     def run(self) -> dict[str, Any]:
         prep, config = self.prep, self.config
         out = Path(config.out)
         cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+        positive, criteria = self._positive_and_criteria()  # fail fast, before any attack
         results = self.base_results(cfg_hash)
         done: dict[tuple[str, float], dict[str, Any]] = {}
         self.gallery: list[dict[str, Any]] = []
@@ -594,6 +633,7 @@ class ClassificationAudit:
                 k = int(robust.sum())
                 entry["robust_accuracy"] = k / self.n
                 entry["ci95"] = list(proportion_ci(k, self.n))
+                entry["ci_method"] = "wilson"
                 entry["mode"] = config.mode
                 entries.append(entry)
                 results["attacks"] = entries
@@ -603,9 +643,14 @@ class ClassificationAudit:
                 write_results(out, results)
             broken_before = broken_now if config.mode == "cascade" else broken_before
         results.update(defense_results(self, results))  # non-adaptive numbers and baseline of a --defense
+        self._validity_and_clinical(results, positive)
+        write_results(out, results)
         results["summary"] = summarise(results)
+        results["gates"] = evaluate_gates(criteria, results)
         results["status"] = "complete"
         write_results(out, results)
+        if config.junit and results["gates"]:
+            write_junit(results["gates"], Path(config.junit), model=results["model"]["name"])
         return results
 
 
@@ -626,7 +671,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         top = max(totals, key=totals.get) if totals else None
         most_effective = {"attack": top, "basis": "cascade: broke the most samples at the largest eps, "
                           "attacks run cheap to expensive on the samples still robust"}
-    positive = results["modality"].get("positive_class")
+    positive = (results.get("clinical") or {}).get("positive_class") or results["modality"].get("positive_class")
     class_names = results["model"]["class_names"]
     focus = positive if positive in class_names else None
     affected = []

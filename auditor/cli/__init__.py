@@ -7,6 +7,7 @@ import typer
 from auditor import __version__
 from auditor.cli import demo, info, report, run
 from auditor.cli import harden
+from auditor.cli import compare
 
 app = typer.Typer(
     name="medaudit",
@@ -24,6 +25,7 @@ app.command("demo")(demo.demo)
 app.command("report", help=report.REPORT_HELP)(report.report)
 app.command("plugins")(info.plugins)
 app.command("modalities")(info.modalities)
+app.command("compare", help=compare.COMPARE_HELP)(compare.compare)
 app.command("harden", help=harden.HARDEN_HELP)(harden.harden)
 
 

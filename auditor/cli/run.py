@@ -8,10 +8,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from auditor.cli.common import RichProgress, handle_errors
+from auditor.cli.common import RichProgress, err_console, handle_errors
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
-from auditor.errors import UsageError
+from auditor.errors import EXIT_GATE_FAILED, UsageError
+from auditor.gates import load_criteria_file, parse_criteria
 from auditor.registry import get_registry
 
 RUN_HELP = """Audit a model's adversarial robustness and write results.json plus reports.
@@ -25,6 +26,10 @@ Examples:
   medaudit run model.onnx --data pneumoniamnist.npz --split test --modality chest-xray --budget quick
 
   medaudit run model.pt --data isic2017/labels.csv --split val --defense jpeg:quality=75 --attacks fgsm,pgd
+
+  medaudit run model.pt --data isic2017 --split val --positive-class 1 --fail-under worst_case@4=0.50,checks=no-fail --junit gates.xml
+
+Exit code 1 when an acceptance gate (--fail-under) fails; the reports are written first.
 """
 
 
@@ -35,6 +40,8 @@ def summary_for_stdout(results: dict[str, Any], written: list[str]) -> dict[str,
         "out": written,
         "status": results.get("status"),
         "verdict": (results.get("gates") or {}).get("verdict"),
+        "gates": results.get("gates"),
+        "checks": {k: (results.get("checks") or {}).get(k) for k in ("verdict", "summary")},
         "summary": results.get("summary"),
         "clean": {k: v for k, v in (results.get("clean") or {}).items() if k != "confusion"},
         "worst_case": [strip(w) for w in results.get("worst_case", [])],
@@ -52,10 +59,21 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
     progress = RichProgress(quiet=quiet or as_json)
     results = run_audit(config, registry, progress=progress, command=command)
     written = render_reports(results, config.out, config.formats, registry, progress=progress)
+    if config.junit and results.get("gates"):
+        written.append(Path(config.junit))
     if as_json:
         typer.echo(json.dumps(summary_for_stdout(results, [str(p) for p in written]), indent=1))
     elif not quiet:
         progress.note(f"wrote {', '.join(str(p) for p in written)}")
+    gates = results.get("gates")
+    if config.fail_under and not gates:
+        raise UsageError("--fail-under: acceptance gates are evaluated for classification audits only")
+    if gates and gates["verdict"] == "fail":
+        if not as_json:
+            failed = [c["label"] + ": " + c["message"] for c in gates["criteria"] if not c["passed"]]
+            err_console.print(f"medaudit: acceptance gate failed: {'; '.join(failed)}", markup=False,
+                              highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_GATE_FAILED)
     return results
 
 
@@ -89,6 +107,12 @@ def run(
     report_format: Annotated[str, typer.Option(help="Reports to write: html,pdf (any registered reporter), or none.")] = "html,pdf",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out (refused if model, data or configuration changed).")] = False,
     allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
+    positive_class: Annotated[Optional[str], typer.Option("--positive-class", help="Class name of the disease for sensitivity, specificity, AUROC and targeted attacks (default: the modality's, e.g. melanoma; class 1 for 0/1 data).")] = None,
+    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="Acceptance criterion, repeatable or comma-separated: worst_case@4=0.50, pgd@2=0.60, sensitivity@2=0.80, checks=no-fail. Exit 1 when one fails.")] = None,
+    fail_under_file: Annotated[Optional[Path], typer.Option("--fail-under-file", help="TOML or JSON file of criteria: fail_under = [\"worst_case@4=0.50\", ...] or a table metric = threshold.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the acceptance gates as JUnit XML (one test case per criterion) for CI.")] = None,
+    skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Do not run the evaluation validity checks (they attack a small subsample).")] = False,
+    check_samples: Annotated[int, typer.Option("--check-samples", help="Clean-correct samples the validity checks attack.")] = 48,
     defense: Annotated[Optional[str], typer.Option("--defense", help="Audit the model behind a preprocessing defense, e.g. jpeg:quality=75, median:size=3, bit-depth:bits=4, tv:weight=0.05, random-smoothing:sigma=0.05,samples=32,eot_samples=8. Main numbers are adaptive (BPDA/EoT); non-adaptive ones and the undefended baseline are added.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
@@ -109,6 +133,14 @@ def run(
         from auditor.defenses import parse_defense
 
         parse_defense(defense, registry)  # a bad spec exits 2 before anything is loaded
+    criteria = list(fail_under or [])
+    if fail_under_file is not None:
+        criteria += load_criteria_file(fail_under_file)
+    parse_criteria(criteria)  # syntax errors exit 2 before anything is loaded
+    if junit is not None and not criteria:
+        raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
+    if check_samples < 1:
+        raise UsageError("--check-samples must be at least 1")
     config = AuditConfig(
         model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), data_format=data_format,
@@ -117,7 +149,8 @@ def run(
         attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,
         batch_size=batch_size, mode="independent" if independent else "cascade",
         backends=parse_backends(backend, registry.attacks), formats=formats, resume=resume,
-        allow_probabilities=allow_probabilities, roi=roi,
+        allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
+        junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense,
     )
     execute(config, quiet=quiet, as_json=as_json)

@@ -1,0 +1,288 @@
+"""Clinical metrics for one positive class (the disease), clean and under attack.
+
+* Sensitivity (recall of the positive class) and specificity (non-positive samples not
+  called positive), each with a 95% Wilson interval; for two-class models the AUROC of the
+  positive-class probability with a 95% DeLong interval (DeLong et al. 1988).
+* Under attack, per eps, from the audit's worst-case predictions (a sample counts as broken
+  when any attack at any eps <= this eps broke it): the same metrics plus the
+  missed-disease rate (true positives flipped to a non-positive class) and the false-alarm
+  rate (true negatives flipped to the positive class).
+* Targeted PGD in both clinical directions (positive -> negative, negative -> positive) on
+  the clean-correct samples of the source class, success rates with Wilson intervals.
+
+AUROC under attack needs a score for every sample, attacked or not. For two-class models
+:func:`directional_pgd` pushes every sample towards the other class (positives down,
+negatives up: the worst case for ranking) at each eps; each sample's adversarial score is
+the most adverse positive-class probability found by that run or by any audit attack that
+broke it, carried over from smaller eps (a smaller ball lies inside a larger one).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from auditor.errors import UsageError
+from auditor.stats import proportion_ci
+from plugins.attacks._common import generator, project
+
+Z95 = 1.959963984540054
+
+
+# --------------------------------------------------------------- positive class
+def resolve_positive_class(requested: str | None, class_names: Sequence[str],
+                           modality_positive: str | None, modality_name: str = "") -> dict[str, Any]:
+    """Which class is the disease: ``{"index", "name", "source", "note"}`` (index None when
+    there is none). ``--positive-class`` wins; then the modality's positive class when it is
+    among the class names; then, for two classes named "0"/"1" and a modality that has a
+    positive class, class "1" (the usual encoding, stated in the note)."""
+    names = [str(c) for c in class_names]
+    if requested is not None:
+        if requested in names:
+            return {"index": names.index(requested), "name": requested, "source": "--positive-class", "note": None}
+        raise UsageError(f"--positive-class: '{requested}' is not one of the classes ({', '.join(names)})")
+    if modality_positive and modality_positive in names:
+        return {"index": names.index(modality_positive), "name": modality_positive, "source": "modality",
+                "note": None}
+    if modality_positive and sorted(names) == ["0", "1"]:
+        return {"index": names.index("1"), "name": "1", "source": "numeric default",
+                "note": (f"classes are named 0/1; class 1 is taken as the positive class ({modality_positive}, "
+                         f"from the {modality_name or 'modality'} preset); pass --positive-class to change it")}
+    reason = ("the modality has no positive class" if not modality_positive
+              else f"'{modality_positive}' is not among the classes ({', '.join(names)})")
+    return {"index": None, "name": None, "source": None,
+            "note": f"no clinical metrics: {reason}; pass --positive-class NAME"}
+
+
+# -------------------------------------------------------------- pure metrics
+def proportion(k: int, n: int) -> dict[str, Any]:
+    low, high = proportion_ci(int(k), int(n))
+    return {"value": (k / n) if n else None, "k": int(k), "n": int(n), "ci95": [low, high], "ci_method": "wilson"}
+
+
+def compute_sensitivity_specificity(labels: np.ndarray, preds: np.ndarray, positive: int) -> dict[str, Any]:
+    pos, neg = labels == positive, labels != positive
+    return {"sensitivity": proportion(int((preds[pos] == positive).sum()), int(pos.sum())),
+            "specificity": proportion(int((preds[neg] != positive).sum()), int(neg.sum()))}
+
+
+def compute_auroc(scores: np.ndarray, is_positive: np.ndarray) -> dict[str, Any]:
+    """AUROC (Mann-Whitney, ties count half) with DeLong's 95% interval."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64)
+    is_positive = np.asarray(is_positive, dtype=bool)
+    x, y = scores[is_positive], scores[~is_positive]
+    m, n = len(x), len(y)
+    if m == 0 or n == 0:
+        return {"value": None, "ci95": [None, None], "ci_method": "delong", "n_positive": m, "n_negative": n}
+    tz = rankdata(np.concatenate([x, y]))
+    auc = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+    low = high = None
+    if m > 1 and n > 1:
+        v10 = (tz[:m] - rankdata(x)) / n
+        v01 = 1.0 - (tz[m:] - rankdata(y)) / m
+        se = float(np.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n))
+        low, high = max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se)
+    return {"value": float(auc), "ci95": [low, high], "ci_method": "delong", "n_positive": m, "n_negative": n}
+
+
+def flip_rates(labels: np.ndarray, clean_pred: np.ndarray, adv_pred: np.ndarray, positive: int) -> dict[str, Any]:
+    """Missed disease: true positives (clean-correct positives) now called non-positive.
+    False alarm: true negatives (clean-correct non-positives) now called positive."""
+    tp = (labels == positive) & (clean_pred == positive)
+    tn = (labels != positive) & (clean_pred == labels)
+    return {"missed_disease": proportion(int((adv_pred[tp] != positive).sum()), int(tp.sum())),
+            "false_alarm": proportion(int((adv_pred[tn] == positive).sum()), int(tn.sum()))}
+
+
+def worst_case_predictions(results: dict[str, Any], eps_255: float) -> np.ndarray:
+    """Per-sample predictions under the audit's worst case at ``eps_255`` (the engine's
+    rule: the prediction from the largest eps <= ``eps_255`` whose attack broke the sample)."""
+    preds = np.asarray(results["samples"]["clean_pred"], dtype=np.int64).copy()
+    seen = np.zeros(len(preds), dtype=bool)
+    relevant = sorted((e for e in results["attacks"] if e["eps_255"] <= eps_255), key=lambda e: -e["eps_255"])
+    for entry in relevant:
+        for i, p in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"]):
+            if not seen[i]:
+                seen[i] = True
+                preds[i] = p
+    return preds
+
+
+def attack_predictions(results: dict[str, Any], entry: dict[str, Any]) -> np.ndarray:
+    preds = np.asarray(results["samples"]["clean_pred"], dtype=np.int64).copy()
+    for i, p in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"]):
+        preds[i] = p
+    return preds
+
+
+def clinical_metrics(results: dict[str, Any], positive: dict[str, Any],
+                     adversarial_scores: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
+    """``results["clinical"]`` from a results dict (clean pass, attacks, worst case)."""
+    block: dict[str, Any] = {"positive_class": positive["name"], "positive_index": positive["index"],
+                             "source": positive["source"], "note": positive["note"]}
+    if positive["index"] is None:
+        return block
+    pos = int(positive["index"])
+    samples = results["samples"]
+    labels = np.asarray(samples["labels"], dtype=np.int64)
+    clean_pred = np.asarray(samples["clean_pred"], dtype=np.int64)
+    binary = len(results["model"]["class_names"]) == 2
+    block["binary"] = binary
+    block["clean"] = compute_sensitivity_specificity(labels, clean_pred, pos)
+    clean_scores = np.asarray(samples["clean_probs"], dtype=np.float64)[:, pos] if binary else None
+    if binary:
+        block["clean"]["auroc"] = compute_auroc(clean_scores, labels == pos)
+    worst = []
+    for w in results["worst_case"]:
+        preds = worst_case_predictions(results, w["eps_255"])
+        row = {"eps_255": w["eps_255"], "eps": w["eps"], **compute_sensitivity_specificity(labels, preds, pos),
+               **flip_rates(labels, clean_pred, preds, pos)}
+        if binary and adversarial_scores is not None and w["eps_255"] in adversarial_scores:
+            row["auroc"] = compute_auroc(adversarial_scores[w["eps_255"]], labels == pos)
+        worst.append(row)
+    block["worst_case"] = worst
+    # Per attack only with --independent: in a cascade an entry holds just the samples that
+    # attack broke after the cheaper ones, not its own predictions.
+    block["attacks"] = [{"attack": e["attack"], "eps_255": e["eps_255"], "basis": "own (independent mode)",
+                         **compute_sensitivity_specificity(labels, attack_predictions(results, e), pos),
+                         **flip_rates(labels, clean_pred, attack_predictions(results, e), pos)}
+                        for e in results["attacks"]] if results["config"]["mode"] == "independent" else []
+    if binary:
+        block["auroc_method"] = (
+            "AUROC under attack ranks each sample's most adverse positive-class probability: targeted PGD towards "
+            "the other class on every sample (the audit's PGD steps and step size), or any audit attack that broke "
+            "it, carried over from smaller eps; 95% CI by DeLong" if adversarial_scores is not None else
+            "AUROC under attack not computed")
+    block["metrics_basis"] = ("sensitivity, specificity and flip rates under attack use the audit's worst-case "
+                              "predictions per eps (untargeted attacks on clean-correct samples)")
+    return block
+
+
+# ---------------------------------------------------------------- targeted PGD
+def directional_pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, alpha: float,
+                    steps: int, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targeted L-inf PGD (Madry et al. 2018) ascending log p(target). Returns per sample the
+    best target probability over all iterates, whether any iterate predicted the target,
+    and the best iterate."""
+    best_p = torch.full((len(x),), -1.0, device=x.device)
+    hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    best_x = x.clone()
+    gen = generator(seed, x.device)
+    for restart in range(max(restarts, 1)):
+        if restarts > 0:
+            x_adv = project(x + (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps, x, eps)
+        else:
+            x_adv = x.clone()
+        for step in range(steps + 1):
+            last = step == steps
+            xg = x_adv.detach().requires_grad_(not last)
+            with torch.set_grad_enabled(not last):
+                logits = model(xg)
+                log_p = F.log_softmax(logits.double(), 1).gather(1, target[:, None]).squeeze(1)
+            p = log_p.detach().exp().float()
+            better = p > best_p
+            best_p = torch.where(better, p, best_p)
+            best_x[better] = x_adv[better].detach()
+            hit |= logits.detach().argmax(1) == target
+            if last:
+                break
+            (grad,) = torch.autograd.grad(log_p.sum(), xg)
+            x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
+    return best_p, hit, best_x
+
+
+def run_targeted(audit: Any, positive: dict[str, Any],
+                 results: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[float, np.ndarray] | None]:
+    """Targeted PGD in both clinical directions at every eps; for two-class models also the
+    per-sample adversarial positive-class scores for AUROC under attack."""
+    if positive["index"] is None:
+        return None, None
+    from auditor.engine import step_seed
+    from plugins.attacks.pgd import step_size
+
+    prep, config = audit.prep, audit.prep.config
+    pos = int(positive["index"])
+    k = prep.num_classes
+    binary = k == 2
+    if "pgd" in prep.params:
+        params = dict(prep.params["pgd"])
+    else:
+        registry = getattr(prep, "registry", None)
+        if registry is None:
+            from auditor.registry import get_registry
+
+            registry = get_registry()
+        params = registry.get("attacks", "pgd").parameters(config.budget, audit.ctx)
+    steps, restarts = int(params.get("steps", 10)), int(params.get("restarts", 0))
+    labels, correct = audit.labels, audit.correct
+    clean_probs = audit.clean_probs
+    # Two-class: every sample towards the other class (scores for AUROC). More classes: the
+    # clean-correct samples of each source class; positives aim at their likeliest other class.
+    if binary:
+        indices = np.arange(audit.n)
+        targets = 1 - labels
+    else:
+        indices = np.nonzero(correct)[0]
+        others = clean_probs.copy()
+        others[:, pos] = -1
+        targets = np.where(labels == pos, others.argmax(1), pos)[indices]
+    before = audit.counter.snapshot()
+    t0 = time.perf_counter()
+    per_eps, scores_by_eps = [], {}
+    hit_so_far = np.zeros(len(indices), dtype=bool)
+    if binary:
+        adverse = clean_probs[:, pos].astype(np.float64).copy()  # positives: lower is worse; negatives: higher
+    for eps_255 in prep.eps_255:
+        eps = eps_255 / 255.0
+        alpha = step_size(params, eps)
+        best = np.zeros(len(indices))
+        hit = np.zeros(len(indices), dtype=bool)
+        bs = max(int(config.batch_size), 1)
+        for chunk_no, start in enumerate(range(0, len(indices), bs)):
+            chunk = indices[start : start + bs]
+            x, _, _ = audit._batch(chunk)
+            tgt = torch.as_tensor(targets[start : start + bs], device=x.device, dtype=torch.long)
+            seed = step_seed(config.seed, "targeted-pgd", eps_255, chunk_no)
+            p, h, _ = directional_pgd(audit.ctx.model, x, tgt, eps, alpha, steps, restarts, seed)
+            best[start : start + len(chunk)] = p.double().cpu().numpy()
+            hit[start : start + len(chunk)] = h.cpu().numpy()
+        hit_so_far |= hit
+        src_labels = labels[indices]
+        src_correct = correct[indices]
+        row = {"eps_255": eps_255, "eps": eps}
+        for key, mask in (("positive_to_negative", src_labels == pos), ("negative_to_positive", src_labels != pos)):
+            m = mask & src_correct
+            row[key] = proportion(int(hit_so_far[m].sum()), int(m.sum()))
+        per_eps.append(row)
+        if binary:
+            p_pos = np.where(labels == pos, 1.0 - best, best)
+            adverse = np.where(labels == pos, np.minimum(adverse, p_pos), np.maximum(adverse, p_pos))
+            for entry in results["attacks"]:  # audit attacks that broke a sample also set its score
+                if entry["eps_255"] != eps_255:
+                    continue
+                for i, pred, conf in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"],
+                                         entry["samples"]["adv_confidence"]):
+                    s = conf if pred == pos else 1.0 - conf
+                    adverse[i] = min(adverse[i], s) if labels[i] == pos else max(adverse[i], s)
+            scores_by_eps[eps_255] = adverse.copy()
+    passes = audit.counter.since(before)
+    names = prep.class_names
+    negative = "any other class (the likeliest)" if not binary else names[1 - pos]
+    block = {
+        "method": ("targeted PGD (Madry et al. 2018) ascending log p(target) in the L-inf ball, on the clean-correct "
+                   "samples of the source class; a sample counts once any iterate at any eps <= this eps predicts "
+                   "the target"),
+        "positive_class": names[pos], "negative_class": negative,
+        "params": {"steps": steps, "restarts": restarts, "step_size_eps_fraction": params.get("step_size_eps_fraction"),
+                   "step_size_255": params.get("step_size_255"), "loss": "ce (targeted)", "budget": config.budget},
+        "per_eps": per_eps,
+        "time_s": time.perf_counter() - t0,
+        "passes": passes,
+    }
+    return block, (scores_by_eps if binary else None)
