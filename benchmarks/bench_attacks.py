@@ -14,7 +14,8 @@ eps 2,4,6,8 /255 (``--budget standard``, the reference workload). Every peer tal
 model through medaudit's ``CountingModel``, so the model passes are counted the same way.
 
 On 2 CPU cores (c), (d) and (b) would take hours on all images, so each runs on a stated,
-nested, seeded subsample and its wall time and passes are extrapolated per image to the
+nested, seeded subsample, stratified by how hard (a) found each image (misclassified,
+broken at eps k, robust), and its wall time and passes are extrapolated per image to the
 whole set (``--n-art``, ``--n-art-slow``, ``--n-independent``, ``--n-ta``, ``--n-ta-slow``).
 Worst-case robust accuracies are compared on the same images: each peer's subsample, with
 (a)'s per-sample results restricted to it.
@@ -80,6 +81,31 @@ class Peer:
 def subset(order: np.ndarray, k: int) -> np.ndarray:
     """The first ``k`` of a seeded order: subsamples are nested, smaller inside larger."""
     return np.sort(order[: min(k, len(order))])
+
+
+def stratified_order(strata: np.ndarray, seed: int) -> np.ndarray:
+    """An order whose every prefix holds each stratum in proportion (up to one image), so
+    a small subsample is not all easy or all hard images by chance."""
+    rng = np.random.default_rng(seed)
+    key = np.empty(len(strata))
+    for value in np.unique(strata):
+        idx = np.flatnonzero(strata == value)
+        rng.shuffle(idx)
+        key[idx] = (np.arange(len(idx)) + rng.random()) / len(idx)
+    return np.argsort(key, kind="stable")
+
+
+def break_level(results: dict[str, Any], eps_list: list[float]) -> np.ndarray:
+    """Per image, from (a): -1 misclassified, k = broken first at eps_list[k], len = robust."""
+    n = results["clean"]["n"]
+    level = np.full(n, len(eps_list))
+    level[np.asarray(results["samples"]["clean_pred"]) != np.asarray(results["samples"]["labels"])] = -1
+    for entry in results["attacks"]:
+        k = eps_list.index(entry["eps_255"])
+        for i in entry["samples"]["broken"]:
+            if level[i] != -1:
+                level[i] = min(level[i], k)
+    return level
 
 
 def worst_case(clean_correct: np.ndarray, fooled: list[tuple[float, np.ndarray]], eps_list: list[float]) -> dict[float, np.ndarray]:
@@ -557,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
                     res["a"], seconds = run_medaudit(folder, manifest, weights, args, False, folder / "out-a")
                     peers["a"] = medaudit_peer("(a) medaudit cascade", res["a"], seconds, n, eps_list, np.arange(n))
                     announce(peers["a"])
+                    # Subsamples of the other peers: stratified by how hard (a) found each
+                    # image (misclassified / broken at eps k / robust), so per-image
+                    # extrapolation from a few images is not skewed to easy or hard ones.
+                    order = stratified_order(break_level(res["a"], eps_list), args.seed)
                 if key == "b":
                     positions = subset(order, args.n_independent)
                     rows = manifest.read_text().splitlines()
