@@ -434,9 +434,9 @@ def hardening_evidence_for_model(model_path: str | Path) -> list[dict[str, Any]]
     log = log_path_for(Path(model_path))
     if not log.is_file():
         return []
-    try:
-        import json
+    import json
 
+    try:
         return [evidence_from_log(json.loads(log.read_text()))]
     except (OSError, ValueError, KeyError, TypeError):
         return []
