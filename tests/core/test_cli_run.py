@@ -24,7 +24,9 @@ def run_cli(*args: str) -> "CliRunner.invoke":
 
 def base_args(model: Path, data: Path, out: Path) -> list[str]:
     return ["run", str(model), "--data", str(data), "--out", str(out), "--input-size", "32",
-            "--budget", "quick", "--report-format", "none", "--quiet"]
+            "--budget", "quick", "--report-format", "none", "--quiet",
+            # the validity checks have their own tests (tests/checks); here they only cost time
+            "--skip-checks"]
 
 
 def test_run_writes_results_with_required_fields(demo_inputs, tmp_path):
