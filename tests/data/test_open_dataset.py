@@ -31,7 +31,7 @@ def test_nothing_recognises_the_path(registry: Registry, tmp_path: Path) -> None
 
 
 def test_unknown_or_unsuitable_explicit_source(registry: Registry, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"unknown data source 'parquet'"):
+    with pytest.raises(UsageError, match=r"unknown data format 'parquet'"):
         open_dataset(registry, tmp_path, DataOptions(), source="parquet")
     with pytest.raises(UsageError, match=r"data format 'npz' does not support segmentation"):
         open_dataset(registry, tmp_path, DataOptions(task="segmentation"), source="npz")

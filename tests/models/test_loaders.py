@@ -175,7 +175,7 @@ def test_format_flag_overrides_detection(registry, model, tmp_path):
     torch.save(model.state_dict(), path)
     with pytest.raises(InputError, match="cannot load .*weights.pt as TorchScript"):
         open_model(registry, path, format="torchscript")
-    with pytest.raises(UsageError, match="unknown model loader 'keras'.*torchscript"):
+    with pytest.raises(UsageError, match="unknown model format 'keras'.*torchscript"):
         open_model(registry, path, format="keras")
 
 
