@@ -84,9 +84,13 @@ def worst_row(results: dict[str, Any]) -> dict[str, Any]:
     for w in results["worst_case"]:
         for name, block in w["per_class"].items():
             per_class.setdefault(name, {})[f"{w['eps_255']:g}"] = block["accuracy"]
-    return {"clean": results["clean"]["accuracy"],
-            "clean_per_class": {k: v["accuracy"] for k, v in results["clean"]["per_class"].items()},
+    clean_per_class = {k: v["accuracy"] for k, v in results["clean"]["per_class"].items()}
+    balanced = {e: sum(accs[e] for accs in per_class.values()) / len(per_class)
+                for e in next(iter(per_class.values()), {})}
+    return {"clean": results["clean"]["accuracy"], "clean_per_class": clean_per_class,
+            "clean_balanced": sum(clean_per_class.values()) / max(len(clean_per_class), 1),
             "worst_case": {f"{w['eps_255']:g}": w["robust_accuracy"] for w in results["worst_case"]},
+            "worst_case_balanced": balanced,
             "worst_case_per_class": per_class, "time_s": results.get("example_wall_s")}
 
 
@@ -143,6 +147,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {name} | {pct(row['clean'])} | " + " | ".join(pct(row["worst_case"][e]) for e in eps) + " |")
         for name in ("standard", "hardened"):
             row = hard[name]
+            lines.append(f"| {name}, balanced (mean over classes) | {pct(row['clean_balanced'])} | "
+                         + " | ".join(pct(row["worst_case_balanced"].get(e)) for e in eps) + " |")
             for cls, accs in row["worst_case_per_class"].items():
                 lines.append(f"| {name}, class {cls} | {pct(row['clean_per_class'].get(cls))} | "
                              + " | ".join(pct(accs.get(e)) for e in eps) + " |")

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                     8, 30, args.seed)
             source = "trained here: UNet width 8, BCE + soft Dice, 30 epochs"
         tag = f"{size[0]}x{size[1]}"
-        unet_at = CACHE / f"{Path(unet).stem}_pgdat4_dice_e{args.seg_at_epochs}_k{args.at_steps}.pt"
+        unet_at = CACHE / f"{Path(unet).name.split('.')[0]}_pgdat4_dice_e{args.seg_at_epochs}_k{args.at_steps}.pt"
         seg_log = harden_model(Path(unet), manifest, unet_at, method="pgd-at", task="segmentation", inner_loss="dice",
                                eps_255=4.0, epochs=args.seg_at_epochs, steps=args.at_steps, lr=5e-4, split="train",
                                input_size=size, channels=3, seed=args.seed, data_format="csv", device="cpu",
