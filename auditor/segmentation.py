@@ -16,7 +16,8 @@ prints and never renders templates.
   ``projected_by_engine``).
 * ``worst_case`` per eps takes, per image, the attack with the lowest Dice among all
   attacks at that eps or a smaller one (a perturbation in a smaller ball lies in the
-  larger one), and reports that attack's Dice, IoU and missed-lesion outcome.
+  larger one), and reports that attack's Dice, IoU and missed-lesion outcome; besides,
+  ``missed_rate_any`` counts an image as missed when any of those attacks erased its lesion.
 * Metric conventions (empty ground truth, thresholds) are those of :mod:`plugins.metrics`:
   one sigmoid channel is foreground where logit >= 0, K channels take the argmax; an
   image with an empty ground truth has Dice 1 when its prediction is empty too, else 0.
@@ -360,8 +361,14 @@ class SegmentationAudit:
             for p in pick:
                 worst_by[relevant[p]["attack"]] = worst_by.get(relevant[p]["attack"], 0) + 1
             block = self._aggregate(worst)
+            # The lowest-Dice attack need not be the one that erases the lesion (lesion removal
+            # shrinks the mask, an untargeted attack scatters it): count misses by any attack too.
+            missed = table["missed"]
+            has_lesion = ~np.isnan(missed).all(axis=0)
+            missed_any = np.where(has_lesion, np.nan_to_num(missed, nan=0.0).max(axis=0), np.nan)
             out.append({
                 "eps": eps_255 / 255.0, "eps_255": eps_255, **block,
+                "missed_rate_any": _mean(missed_any), "n_missed_any": int(np.nansum(missed_any)),
                 "worst_by": worst_by, "n_attacks": len({e["attack"] for e in relevant}),
                 "samples": {"dice": _rounded(worst["dice"]), "iou": _rounded(worst["iou"]),
                             "missed": _rounded(worst["missed"], 0),
@@ -494,6 +501,7 @@ def summarise_segmentation(results: dict[str, Any]) -> dict[str, Any]:
         "worst_case": {f"{w['eps_255']:g}": w["dice"] for w in worst},
         "worst_case_iou": {f"{w['eps_255']:g}": w["iou"] for w in worst},
         "worst_case_missed_rate": {f"{w['eps_255']:g}": w["missed_rate"] for w in worst},
+        "missed_by_any_attack_rate": {f"{w['eps_255']:g}": w.get("missed_rate_any") for w in worst},
         "eps_255_halving": halving,
         "most_effective_attack": {
             "attack": best["attack"] if best else None, "loss": best["loss"] if best else None,

@@ -93,6 +93,8 @@ def test_worst_case_is_the_lowest_dice_per_image(audited):
         assert w["dice"] == pytest.approx(float(per_image.mean()), abs=1e-6)
         assert w["dice"] <= min(a["dice"] for a in relevant) + 1e-9
         assert sum(w["worst_by"].values()) == w["n"]
+        any_missed = np.max([a["samples"]["missed"] for a in relevant], axis=0)
+        assert w["n_missed_any"] == int(any_missed.sum()) and w["missed_rate_any"] >= w["missed_rate"]
 
 
 def test_gallery_overlays_are_pngs(audited):

@@ -38,7 +38,7 @@ def test_table5_layout_figures_and_overlays(results):
         assert f'{w["dice"]:.3f}' in html
     assert "FGSM (BCE loss)" in html and "PGD (Dice loss)" in html
     assert html.count("data:image/png;base64,") == 3 * len(results["gallery"])
-    assert '<svg role="img"' in html and "Missed lesions" in html
+    assert '<svg role="img"' in html and "Missed lesions" in html and "Missed by any attack" in html
 
 
 def test_text_from_results_is_escaped(results):
