@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import InputError, UsageError
+from auditor.imaging import IMAGE_SUFFIXES
 from auditor.interfaces import DataOptions, DataSource, Dataset
 
 KIND = "data_sources"
@@ -28,6 +29,11 @@ def choose_source(registry: Any, path: Path, options: DataOptions, source: str |
     candidates = [s for s in registry.all(KIND) if options.task in s.tasks and s.detect(path, options)]
     if not candidates:
         known = ", ".join(registry.names(KIND)) or "none"
+        if path.is_dir() and not _holds_data_files(path):
+            raise InputError(
+                f"data set is empty: '{path}' holds no image files ({', '.join(IMAGE_SUFFIXES)}), "
+                "CSV manifest or .npz; check the path"
+            )
         raise InputError(
             f"no data format recognises '{path}' for {options.task}; name one with --data-format ({known})"
         )
@@ -35,6 +41,12 @@ def choose_source(registry: Any, path: Path, options: DataOptions, source: str |
         names = ", ".join(s.name for s in candidates)
         raise InputError(f"'{path}' matches several data formats ({names}); pick one with --data-format")
     return candidates[0]
+
+
+def _holds_data_files(folder: Path) -> bool:
+    """Any file a built-in source could read, anywhere under ``folder`` (stops at the first)."""
+    suffixes = set(IMAGE_SUFFIXES) | {".csv", ".npz"}
+    return any(p.suffix.lower() in suffixes for p in folder.rglob("*") if p.is_file())
 
 
 def open_dataset(registry: Any, path: str | Path, options: DataOptions, source: str | None = None) -> Dataset:

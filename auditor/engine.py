@@ -42,7 +42,8 @@ from auditor.config import AuditConfig, config_hash
 from auditor.defenses import defense_results
 from auditor.errors import InputError, UsageError
 from auditor.gates import evaluate_gates, write_junit
-from auditor.interfaces import AttackContext, Batch, DataOptions, Dataset
+from auditor.interfaces import AttackContext, AttackResult, Batch, DataOptions, Dataset
+from auditor.models import call_model, is_out_of_memory
 from auditor.progress import Progress
 from auditor.registry import Registry
 from auditor.results import SCHEMA_VERSION, read_results, write_results
@@ -96,6 +97,49 @@ def _item_bytes(item: tuple[torch.Tensor, torch.Tensor, str, Any]) -> int:
 def step_seed(seed: int, attack: str, eps_255: float, chunk: int) -> int:
     digest = hashlib.sha256(f"{seed}:{attack}:{eps_255:g}:{chunk}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
+                              params: dict[str, Any]) -> AttackResult:
+    """``attack.run`` on one chunk; when the accelerator runs out of memory the chunk is
+    halved and each half attacked on its own (recursively), down to a single sample.
+
+    Each half starts from the chunk's seed, so a split run is reproducible, and an attack
+    whose result for a sample does not depend on the rest of the batch gives the same
+    numbers as an unsplit run."""
+    try:
+        return attack.run(ctx, x, y, eps, params)
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+        if not is_out_of_memory(exc):
+            raise
+    # Out of the except block: the traceback no longer pins the failed attempt's tensors.
+    if x.device.type == "cuda":
+        torch.cuda.empty_cache()
+    if len(x) == 1:
+        raise InputError(
+            f"one sample ({'x'.join(str(d) for d in x.shape[1:])}) does not fit in GPU memory for attack "
+            f"'{attack.name}'; use a smaller --input-size or --device cpu"
+        )
+    half = (len(x) + 1) // 2
+    parts = []
+    for part in (slice(0, half), slice(half, None)):
+        if params.get("seed") is not None:
+            torch.manual_seed(params["seed"])
+            np.random.seed(params["seed"])
+        parts.append(run_attack_fitting_memory(attack, ctx, x[part], y[part], eps, params))
+    queries = None
+    if all(p.queries is not None for p in parts):
+        queries = np.concatenate([np.asarray(torch.as_tensor(p.queries).cpu(), dtype=np.float64).ravel() for p in parts])
+    details: dict[str, Any] = {}
+    for p in parts:  # the engine's rule across chunks: numbers in nested dicts add up
+        for key, value in p.details.items():
+            if isinstance(value, dict):
+                agg = details.setdefault(key, {})
+                for k2, v2 in value.items():
+                    agg[k2] = agg.get(k2, 0) + v2 if isinstance(v2, (int, float)) else v2
+            else:
+                details[key] = value
+    return AttackResult(torch.cat([p.x_adv.detach() for p in parts]), queries, details)
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -299,7 +343,12 @@ class ClassificationAudit:
 
     @torch.no_grad()
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.prep.model.module(x)
+        logits = call_model(self.prep.model.module, x)
+        if logits.dim() != 2 or logits.shape[1] != self.prep.num_classes:
+            raise InputError(
+                f"the model returned shape {tuple(logits.shape)} for a batch of {len(x)}; expected "
+                f"({len(x)}, {self.prep.num_classes}) logits, as it gave on the probe batch"
+            )
         if not torch.isfinite(logits).all():
             raise InputError("the model returned NaN or Inf logits; check the model and its input range")
         return logits
@@ -364,7 +413,7 @@ class ClassificationAudit:
                 params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
                 torch.manual_seed(params["seed"])
                 np.random.seed(params["seed"])
-                result = attack.run(self.ctx, x, y, eps, params)
+                result = run_attack_fitting_memory(attack, self.ctx, x, y, eps, params)
                 x_adv = result.x_adv.detach().to(x.dtype)
                 if x_adv.shape != x.shape:
                     raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")

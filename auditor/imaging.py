@@ -18,9 +18,11 @@ PIL's decompression-bomb limit stays on; images over it are an :class:`InputErro
 
 from __future__ import annotations
 
+import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -109,6 +111,9 @@ def _read_pil(path: Path, name: str, palette_indices: bool = False) -> np.ndarra
         raise InputError(f"image '{name}' is an empty (zero-byte) file; replace or remove it")
     try:
         with warnings.catch_warnings():
+            # PIL warns about things like corrupt EXIF; a file it cannot decode raises below,
+            # and anything it can decode needs no second line on the user's terminal.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
@@ -136,6 +141,19 @@ def _pil_pixels(image: Image.Image, palette_indices: bool) -> np.ndarray:
     return np.array(image)
 
 
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """tifffile logs what it cannot parse; the one-line InputError (or a successful read
+    through PIL) says what matters, so its log lines stay off the user's terminal."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _read_tiff(path: Path, name: str) -> np.ndarray:
     """tifffile keeps the stored dtype (PIL silently drops 16-bit colour to 8 bit)."""
     import tifffile
@@ -143,7 +161,7 @@ def _read_tiff(path: Path, name: str) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputError(f"image '{name}' is an empty (zero-byte) file; replace or remove it")
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_logger("tifffile"), tifffile.TiffFile(path) as tif:
             shape = tuple(tif.series[0].shape)
             plane = shape[:2] if len(shape) == 3 and shape[-1] in (1, 2, 3, 4) else shape[-2:]
             _check_pixel_count(name, int(np.prod(plane)))

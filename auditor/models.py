@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from auditor.errors import InputError, UsageError
+from auditor.errors import InputError, MedauditError, UsageError
 from auditor.interfaces import ModelLoader, ModelOptions
 from auditor.registry import Registry
 
@@ -154,8 +154,43 @@ def infer_input_channels(module: torch.nn.Module) -> int | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, torch.jit.Error) and lines:
+        # TorchScript puts its own traceback first and the model's error on the last line.
+        return lines[-1].removeprefix("builtins.")
+    return lines[0] if lines else "(no message)"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An accelerator out-of-memory error, as torch raises it (a RuntimeError subclass on
+    CUDA, a plain RuntimeError saying so on other backends)."""
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def call_model(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, with the model's own failures reported as a bad model (InputError)
+    naming the batch, rather than as a bug in medaudit. Out-of-memory errors pass through
+    unchanged, so callers can retry with a smaller batch."""
+    try:
+        out = module(x)
+    except MedauditError:
+        raise
+    except Exception as exc:  # the model's own code: anything can come out
+        if is_out_of_memory(exc):
+            raise
+        detail = _first_line(exc)
+        if not isinstance(exc, torch.jit.Error) or ": " not in detail:  # TorchScript's last line names the type
+            detail = f"{type(exc).__name__}: {detail}"
+        raise InputError(f"the model raised {detail} on a batch of shape {tuple(x.shape)}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(
+            f"the model returned {got} for a batch of {x.shape[0]}; its output must have one row per image"
+        )
+    return out
 
 
 _CHANNEL_RE = re.compile(r"to have (\d+) channels")
@@ -186,6 +221,16 @@ def _probabilities(out: torch.Tensor, class_dim: int) -> str | None:
     if bool(((sums - 1).abs() <= _PROB_TOLERANCE).all()):
         return "softmax"
     return "sigmoid" if out.dim() == 4 else None
+
+
+def _has_input_gradient(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    xg = x.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = module(xg)
+    except Exception:  # noqa: BLE001 - the forward pass without gradients worked; judge nothing here
+        return True
+    return not isinstance(out, torch.Tensor) or out.requires_grad
 
 
 def probe_model(
@@ -225,6 +270,12 @@ def probe_model(
         raise InputError(f"model returned shape {shape} for a batch of {batch}; {expected}")
     if len(shape) == 4 and shape[2:] != (height, width):
         raise InputError(f"model returned shape {shape} for {height}x{width} inputs; {expected}")
+    if not _has_input_gradient(module, x):
+        raise InputError(
+            "the model's output has no gradient with respect to its input (a detached, no_grad or "
+            "quantised model?); white-box attacks, the validity checks and the targeted attacks need "
+            "one: audit the float model with its autograd graph"
+        )
     task = "classification" if len(shape) == 2 else "segmentation"
     binary = shape[1] == 1
     kind = _probabilities(out, 1) if finite else None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from auditor import __version__
+from auditor.cli.common import OneLineErrorsGroup
 from auditor.cli import demo, info, report, run
 from auditor.cli import harden
 from auditor.cli import compare
 
 app = typer.Typer(
     name="medaudit",
+    cls=OneLineErrorsGroup,
     help=(
         "Audit the adversarial robustness of medical imaging models.\n\n"
         "Exit codes: 0 success, 1 acceptance gate failed or regression found, 2 usage error, "

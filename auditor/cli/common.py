@@ -9,6 +9,12 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+try:  # typer vendors click since 0.2x; older releases depend on click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException
 
 from auditor.errors import EXIT_INTERNAL, MedauditError
 from auditor.progress import Progress, ProgressTask
@@ -43,12 +49,44 @@ def handle_errors(func: F) -> F:
             if os.environ.get("MEDAUDIT_DEBUG"):
                 raise
             first = (str(exc).splitlines() or [""])[0]
+            from auditor.models import is_out_of_memory
+
+            if is_out_of_memory(exc):  # outside an attack step, where batches are not split
+                raise fail(f"out of GPU memory ({first}); lower --batch-size or --input-size, or use --device cpu",
+                           EXIT_INTERNAL) from None
             raise fail(
                 f"internal error: {type(exc).__name__}: {first} (set MEDAUDIT_DEBUG=1 for a traceback)",
                 EXIT_INTERNAL,
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _usage_errors_on_one_line() -> Iterator[None]:
+    try:
+        yield
+    except ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `medaudit`: the help is the answer
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        first = (exc.format_message().splitlines() or [type(exc).__name__])[0].rstrip(".")
+        raise fail(first + hint, exc.exit_code) from None
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """Click's own usage errors (a missing option, 'abc' for a number) as one line and exit
+    code 2, like medaudit's errors, instead of a usage box: scripts and CI logs read both
+    the same way."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        with _usage_errors_on_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_on_one_line():
+            return super().invoke(ctx)
 
 
 class _RichTask(ProgressTask):

@@ -109,11 +109,18 @@ def fingerprint(entries: Iterable[Sequence[Any]], options: DataOptions, **extra:
     return hashlib.sha256(blob).hexdigest()
 
 
-def file_size(path: Path) -> int:
+def file_sha256(path: Path | None) -> str:
+    """SHA-256 of a file's bytes ("" for no file, "unreadable" when it cannot be read)."""
+    if path is None:
+        return ""
+    digest = hashlib.sha256()
     try:
-        return path.stat().st_size
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     except OSError:
-        return -1
+        return "unreadable"
+    return digest.hexdigest()
 
 
 def relative_name(path: Path, root: Path) -> str:
@@ -127,6 +134,19 @@ def relative_name(path: Path, root: Path) -> str:
 def per_class_counts(labels: np.ndarray, class_names: Sequence[str]) -> dict[str, int]:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
     return {name: int(counts[i]) for i, name in enumerate(class_names)}
+
+
+# Class indices beyond this are typos or ids, not classes; without a cap a single label
+# such as 999999999 would have medaudit build a billion class names.
+MAX_CLASSES = 100_000
+
+
+def check_class_count(count: int, where: str) -> None:
+    if count > MAX_CLASSES:
+        raise InputError(
+            f"{where}: the largest label, {count - 1}, would mean {count} classes (more than {MAX_CLASSES}); "
+            "labels must be class indices 0..K-1 or class names"
+        )
 
 
 def require_samples(n: int, where: str) -> None:
@@ -184,6 +204,7 @@ class FileDataset(Dataset):
         keep = stratified_subset(labels if self.task == "classification" else np.zeros(len(samples)), options.limit, options.seed)
         self.samples = [samples[i] for i in keep]
         self._labels = labels[keep] if self.task == "classification" else np.zeros(len(keep), dtype=np.int64)
+        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -199,11 +220,17 @@ class FileDataset(Dataset):
         return any(s.roi is not None for s in self.samples)
 
     def fingerprint(self) -> str:
-        if self.task == "segmentation":
-            entries = [(s.name, s.mask_name, s.roi_name or "", file_size(s.image), file_size(s.mask)) for s in self.samples]  # type: ignore[arg-type]
-        else:
-            entries = [(s.name, s.label, file_size(s.image)) for s in self.samples]
-        return fingerprint(entries, self.options, format=self.format, classes=self.class_names)
+        # File contents, not just sizes: an image re-exported at the same dimensions (BMP,
+        # raw TIFF, DICOM) keeps its size, and --resume must notice the data changed.
+        # Computed once per data set: the files are read once more, at the start of a run.
+        if self._fingerprint is None:
+            if self.task == "segmentation":
+                entries = [(s.name, s.mask_name, s.roi_name or "", file_sha256(s.image), file_sha256(s.mask),
+                            file_sha256(s.roi)) for s in self.samples]
+            else:
+                entries = [(s.name, s.label, file_sha256(s.image)) for s in self.samples]
+            self._fingerprint = fingerprint(entries, self.options, format=self.format, classes=self.class_names)
+        return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {

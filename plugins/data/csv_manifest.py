@@ -24,6 +24,7 @@ from plugins.data.common import (
     FileDataset,
     Sample,
     attach_rois,
+    check_class_count,
     check_options,
     require_samples,
     segmentation_classes,
@@ -98,6 +99,7 @@ def _class_labels(
     if all(_INT.match(row["label"]) for _, row in rows):
         values = {line: int(row["label"]) for line, row in rows}
         count = len(options.classes) if options.classes else max(values.values(), default=-1) + 1
+        check_class_count(count, where)
         for line, value in values.items():
             if not 0 <= value < count:
                 raise InputError(

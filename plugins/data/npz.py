@@ -24,6 +24,7 @@ from auditor import imaging
 from auditor.errors import InputError
 from auditor.interfaces import Batch, DataOptions, DataSource, Dataset
 from plugins.data.common import (
+    check_class_count,
     check_indices,
     check_options,
     empty_batch,
@@ -59,7 +60,10 @@ class _ImageMember:
     def __init__(self, path: Path, member: str, name: str) -> None:
         self.path, self.member, self.name = path, member, name
         with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
-            self.shape, fortran, self.dtype = _read_header(handle)
+            try:
+                self.shape, fortran, self.dtype = _read_header(handle)
+            except ValueError as exc:  # bad magic or header: not an .npy array
+                raise InputError(f"'{name}' in '{path.name}' is not a NumPy .npy array ({exc}); re-save it with numpy") from None
             self.offset = handle.tell()
         if fortran or self.dtype.hasobject:
             raise InputError(f"'{name}' in '{path.name}' is not a plain C-ordered numeric array; re-save it with numpy")
@@ -97,12 +101,32 @@ class _ImageMember:
         return {**self.__dict__, "_archive": None, "_handle": None}
 
 
+def _array(archive: Any, key: str, path: Path) -> np.ndarray:
+    """One member of the archive as an array, never unpickled."""
+    try:
+        value = archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():  # numpy refuses object arrays without allow_pickle
+            raise InputError(
+                f"'{key}' in '{path.name}' holds pickled Python objects, which medaudit does not load; "
+                "store it as a plain numeric array"
+            ) from None
+        raise InputError(f"'{key}' in '{path.name}' is not a readable .npy array ({exc}); re-save it with numpy") from None
+    except Exception as exc:  # noqa: BLE001 - zip CRC and decompression errors
+        raise InputError(f"'{key}' in '{path.name}' cannot be read ({exc}); re-download or re-save it") from None
+    if not isinstance(value, np.ndarray):  # a member without the .npy header comes back as bytes
+        raise InputError(f"'{key}' in '{path.name}' is not a NumPy .npy array; re-save the file with numpy")
+    return value
+
+
 class NpzDataset(Dataset):
     task = "classification"
 
     def __init__(self, path: Path, source: str, options: DataOptions) -> None:
         self.source, self.format, self.path, self.options = source, NpzSource.name, path, options
         self.split = options.split or DEFAULT_SPLIT
+        if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+            raise InputError(f"'{path.name}' is not a readable .npz file (not a zip archive); re-download or re-save it")
         try:
             archive = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - zip and format errors alike
@@ -117,9 +141,9 @@ class NpzDataset(Dataset):
                     f"'{path.name}' has no '{image_key}'/'{label_key}' arrays (keys: {', '.join(keys)}); "
                     f"pick a split with --split"
                 )
-            labels = self._labels(archive[label_key], label_key)
+            labels = self._labels(_array(archive, label_key, path), label_key)
             largest = max(
-                int(self._labels(archive[k], k).max(initial=-1)) for k in keys if k.endswith("_labels")
+                int(self._labels(_array(archive, k, path), k).max(initial=-1)) for k in keys if k.endswith("_labels")
             )
         self.images = _ImageMember(path, f"{image_key}.npy", image_key)
         if len(self.images.shape) not in (3, 4) or (len(self.images.shape) == 4 and self.images.shape[3] not in (1, 3, 4)):
@@ -131,6 +155,7 @@ class NpzDataset(Dataset):
                 f"'{path.name}' has {self.images.shape[0]} {image_key} but {len(labels)} {label_key}; the counts must match"
             )
         count = len(options.classes) if options.classes else largest + 1
+        check_class_count(count, f"'{label_key}' in '{path.name}'")
         if labels.size and (labels.min() < 0 or labels.max() >= count):
             raise InputError(
                 f"'{label_key}' in '{path.name}' holds labels {int(labels.min())}..{int(labels.max())} but there are "
