@@ -425,6 +425,11 @@ def evidence_from_log(log: dict[str, Any]) -> dict[str, Any]:
         message = (f"{title} measured during hardening on {n} held-out images: PGD accuracy at {eps:g}/255 from "
                    f"{_pct(before['pgd_accuracy'])} to {_pct(after['pgd_accuracy'])}, clean accuracy "
                    f"{_pct(before['clean_accuracy'])} -> {_pct(after['clean_accuracy'])}")
+        if before.get("pgd_balanced_accuracy") is not None and after.get("pgd_balanced_accuracy") is not None:
+            # accuracy alone rewards a drift towards the majority class; the balanced figure does not
+            message += (f" (mean over classes: PGD {_pct(before['pgd_balanced_accuracy'])} -> "
+                        f"{_pct(after['pgd_balanced_accuracy'])}, clean {_pct(before['clean_balanced_accuracy'])} -> "
+                        f"{_pct(after['clean_balanced_accuracy'])})")
         clean_b, clean_a, rob_b, rob_a = (before["clean_accuracy"], after["clean_accuracy"],
                                           before["pgd_accuracy"], after["pgd_accuracy"])
     else:
@@ -461,6 +466,12 @@ def evidence_from_audits(before: dict[str, Any], after: dict[str, Any], log: dic
     at = eps_255 if eps_255 is not None else min(common, key=lambda e: abs(e - trained_eps))
     title = _method_title(method, trained_eps) if log else "Hardened model"
     cb, ca = (before.get("clean") or {}).get("accuracy"), (after.get("clean") or {}).get("accuracy")
+    message = (f"{title} measured: worst-case accuracy at {at:g}/255 from {_pct(wb[at])} to {_pct(wa[at])}, "
+               f"clean accuracy {_pct(cb)} -> {_pct(ca)}")
+    balanced_b, balanced_a = _balanced_worst(before, at), _balanced_worst(after, at)
+    if balanced_b is not None and balanced_a is not None:
+        # accuracy alone rewards a drift towards the majority class; the balanced figure does not
+        message += f" (mean over classes at {at:g}/255: {_pct(balanced_b)} -> {_pct(balanced_a)})"
     return {
         "name": method, "title": title, "family": "training", "source": "two audits (before/after)",
         "metric": "accuracy", "numbers": "worst case over the audit's attacks",
@@ -469,6 +480,13 @@ def evidence_from_audits(before: dict[str, Any], after: dict[str, Any], log: dic
         "baseline": {"clean_accuracy": cb, "worst_case": [{"eps_255": e, "robust_accuracy": wb[e]} for e in common]},
         "before": {"clean": cb, "robust": {f"{e:g}": wb[e] for e in common}},
         "after": {"clean": ca, "robust": {f"{e:g}": wa[e] for e in common}},
-        "message": (f"{title} measured: worst-case accuracy at {at:g}/255 from {_pct(wb[at])} to {_pct(wa[at])}, "
-                    f"clean accuracy {_pct(cb)} -> {_pct(ca)}"),
+        "message": message,
     }
+
+
+def _balanced_worst(results: dict[str, Any], eps_255: float) -> float | None:
+    for w in results.get("worst_case") or []:
+        if float(w["eps_255"]) == eps_255 and w.get("per_class"):
+            values = [c["accuracy"] for c in w["per_class"].values()]
+            return sum(values) / len(values)
+    return None

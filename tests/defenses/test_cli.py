@@ -109,3 +109,17 @@ def test_evidence_from_two_audits_reads_like_the_report():
     assert evidence["message"] == ("PGD-AT at 4/255 measured: worst-case accuracy at 4/255 from 3% to 41%, "
                                    "clean accuracy 78% -> 70%")
     assert evidence["family"] == "training" and evidence["baseline"]["clean_accuracy"] == 0.78
+
+
+def test_evidence_states_the_balanced_figure_when_classes_are_known():
+    """A drift towards the majority class raises accuracy; the mean over classes shows it."""
+    from auditor.harden import evidence_from_audits
+
+    def results(clean, robust, per_class):
+        return {"clean": {"accuracy": clean}, "worst_case": [{"eps_255": 4, "robust_accuracy": robust, "per_class": {
+            name: {"accuracy": acc} for name, acc in per_class.items()}}]}
+
+    evidence = evidence_from_audits(results(0.4, 0.1, {"benign": 0.06, "melanoma": 0.3}),
+                                    results(0.8, 0.77, {"benign": 0.92, "melanoma": 0.2}),
+                                    {"method": "pgd-at", "settings": {"eps_255": 4}})
+    assert evidence["message"].endswith("(mean over classes at 4/255: 18% -> 56%)")
