@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from auditor import __version__
-from auditor.accounting import CountingModel, PassCounter, time_one_pass
+from auditor.accounting import CountingModel, PassCounter, PassTimer, time_one_pass
 from auditor.config import AuditConfig, config_hash
 from auditor.defenses import defense_results
 from auditor.errors import InputError, UsageError
@@ -406,6 +406,9 @@ class ClassificationAudit:
         projected = 0
         details: dict[str, Any] = {}
         before = self.counter.snapshot()
+        before_sizes = self.counter.sizes()
+        verify_calls: dict[int, list[int]] = {}  # the engine's own check of each result: forward passes
+        attack_time = 0.0
         t0 = time.perf_counter()
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", len(candidates)) as task:
             for chunk_no, chunk in enumerate(self._chunks(candidates)):
@@ -413,7 +416,9 @@ class ClassificationAudit:
                 params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
                 torch.manual_seed(params["seed"])
                 np.random.seed(params["seed"])
+                t_attack = time.perf_counter()
                 result = run_attack_fitting_memory(attack, self.ctx, x, y, eps, params)
+                attack_time += time.perf_counter() - t_attack
                 x_adv = result.x_adv.detach().to(x.dtype)
                 if x_adv.shape != x.shape:
                     raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
@@ -423,6 +428,7 @@ class ClassificationAudit:
                     x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
                     delta = x_adv - x
                 p = torch.softmax(self._predict(x_adv).double(), dim=1)
+                verify_calls.setdefault(len(chunk), [0, 0])[0] += 1
                 pred = p.argmax(1)
                 fooled = (pred != y).cpu().numpy()
                 flat = delta.flatten(1)
@@ -468,6 +474,7 @@ class ClassificationAudit:
             "seed": self.config.seed,
             "passes": passes,
             "time_s": elapsed,
+            "attack_time_s": attack_time,
             "details": details,
             "samples": {"broken": broken_idx, "adv_pred": adv_pred, "adv_confidence": adv_conf},
         }
@@ -479,17 +486,24 @@ class ClassificationAudit:
                 total = passes["forward_samples"]
                 entry["queries"] = {"mean": total / n_attacked if n_attacked else 0.0, "max": None,
                                     "total": float(total), "source": "forward passes counted"}
-        entry["overhead"] = self._overhead(elapsed, passes)
+        entry["overhead"] = self._overhead(attack_time, elapsed, self.counter.sizes_since(before_sizes), verify_calls)
         return entry
 
-    def _overhead(self, elapsed: float, passes: dict[str, int]) -> dict[str, Any] | None:
-        t = getattr(self, "pass_time", None)
-        if not t:
+    def _overhead(self, attack_time: float, elapsed: float, calls: dict[int, list[int]],
+                  verify_calls: dict[int, list[int]]) -> dict[str, Any] | None:
+        """``ratio``: the attack's wall time over what its counted passes cost, each call
+        priced at its own batch size. ``step_ratio``: the whole step (data loading, the
+        engine's check of every result, bookkeeping) over the same passes plus the check's."""
+        timer = getattr(self, "pass_timer", None)
+        if timer is None:
             return None
-        ideal = passes["forward_samples"] * t["forward_s_per_sample"] + passes["backward_samples"] * max(
-            t["forward_backward_s_per_sample"] - t["forward_s_per_sample"], 0.0
-        )
-        return {"ideal_s": ideal, "ratio": elapsed / ideal if ideal > 0 else None}
+        ideal = timer.ideal_s(calls)
+        ideal_step = ideal + timer.ideal_s(verify_calls)
+        return {
+            "ideal_s": ideal, "ratio": attack_time / ideal if ideal > 0 else None,
+            "step_ideal_s": ideal_step, "step_ratio": elapsed / ideal_step if ideal_step > 0 else None,
+            "calls_by_batch_size": {str(b): v for b, v in sorted(calls.items())},
+        }
 
     def _maybe_gallery(self, attack: str, eps_255: float, index: int, x: torch.Tensor, x_adv: torch.Tensor,
                        pred: int, conf: float) -> None:
@@ -656,8 +670,8 @@ class ClassificationAudit:
             "clean_confidence": self.clean_conf.tolist(), "clean_probs": self.clean_probs.round(6).tolist(),
         }
         sample_x = self._batch(np.arange(min(self.n, config.batch_size)))[0]
-        self.pass_time = time_one_pass(prep.model.module, sample_x)
-        results["timing"] = {"one_pass": self.pass_time}
+        self.pass_timer = PassTimer(prep.model.module, sample_x)
+        results["timing"] = {"one_pass": time_one_pass(prep.model.module, sample_x)}
         write_results(out, results)
 
         broken_before = np.zeros(self.n, dtype=bool)  # cascade: broken at a smaller eps

@@ -47,6 +47,12 @@ def test_run_writes_results_with_required_fields(demo_inputs, tmp_path):
         assert entry["eps"] == pytest.approx(entry["eps_255"] / 255)
         assert entry["perturbation"]["linf_max"] is None or entry["perturbation"]["linf_max"] <= entry["eps"] + 1e-6
         assert entry["passes"]["backward_samples"] > 0
+        # the overhead ratio prices every counted call at its own batch size
+        calls = entry["overhead"]["calls_by_batch_size"]
+        assert sum(int(b) * f for b, (f, _) in calls.items()) == entry["passes"]["forward_samples"]
+        assert sum(int(b) * k for b, (_, k) in calls.items()) == entry["passes"]["backward_samples"]
+        assert entry["overhead"]["ideal_s"] > 0 and entry["overhead"]["step_ideal_s"] > entry["overhead"]["ideal_s"]
+        assert 0 < entry["attack_time_s"] <= entry["time_s"]
     worst = [w["robust_accuracy"] for w in results["worst_case"]]
     assert worst == sorted(worst, reverse=True)
     assert worst[-1] <= results["clean"]["accuracy"]
