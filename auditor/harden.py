@@ -453,11 +453,13 @@ def evidence_from_log(log: dict[str, Any]) -> dict[str, Any]:
 
 def evidence_from_audits(before: dict[str, Any], after: dict[str, Any], log: dict[str, Any] | None = None,
                          eps_255: float | None = None) -> dict[str, Any]:
-    """A ``results["defenses"]`` entry from two classification audits of the same data:
-    the model before and after hardening ("PGD-AT at 4/255 measured: worst-case accuracy
-    at 4/255 from 3% to 41%, clean accuracy 78% -> 70%")."""
-    wb = {float(w["eps_255"]): w["robust_accuracy"] for w in before.get("worst_case") or []}
-    wa = {float(w["eps_255"]): w["robust_accuracy"] for w in after.get("worst_case") or []}
+    """A ``results["defenses"]`` entry from two audits of the same data: the model before
+    and after hardening ("PGD-AT at 4/255 measured: worst-case accuracy at 4/255 from 3% to
+    41%, clean accuracy 78% -> 70%"; for segmentation, worst-case Dice)."""
+    segmentation = (before.get("config") or {}).get("task") == "segmentation"
+    key = "dice" if segmentation else "robust_accuracy"
+    wb = {float(w["eps_255"]): w.get(key) for w in before.get("worst_case") or []}
+    wa = {float(w["eps_255"]): w.get(key) for w in after.get("worst_case") or []}
     common = sorted(set(wb) & set(wa))
     if not common:
         raise InputError("the two audits share no eps: nothing to compare")
@@ -465,19 +467,27 @@ def evidence_from_audits(before: dict[str, Any], after: dict[str, Any], log: dic
     trained_eps = float((log or {}).get("settings", {}).get("eps_255", eps_255 or common[0]))
     at = eps_255 if eps_255 is not None else min(common, key=lambda e: abs(e - trained_eps))
     title = _method_title(method, trained_eps) if log else "Hardened model"
-    cb, ca = (before.get("clean") or {}).get("accuracy"), (after.get("clean") or {}).get("accuracy")
-    message = (f"{title} measured: worst-case accuracy at {at:g}/255 from {_pct(wb[at])} to {_pct(wa[at])}, "
-               f"clean accuracy {_pct(cb)} -> {_pct(ca)}")
-    balanced_b, balanced_a = _balanced_worst(before, at), _balanced_worst(after, at)
-    if balanced_b is not None and balanced_a is not None:
-        # accuracy alone rewards a drift towards the majority class; the balanced figure does not
-        message += f" (mean over classes at {at:g}/255: {_pct(balanced_b)} -> {_pct(balanced_a)})"
+    clean_key = "dice" if segmentation else "accuracy"
+    cb, ca = (before.get("clean") or {}).get(clean_key), (after.get("clean") or {}).get(clean_key)
+    if segmentation:
+        fmt = (lambda v: "n/a" if v is None else f"{v:.2f}")
+        message = (f"{title} measured: worst-case Dice at {at:g}/255 from {fmt(wb[at])} to {fmt(wa[at])}, "
+                   f"clean Dice {fmt(cb)} -> {fmt(ca)}")
+    else:
+        message = (f"{title} measured: worst-case accuracy at {at:g}/255 from {_pct(wb[at])} to {_pct(wa[at])}, "
+                   f"clean accuracy {_pct(cb)} -> {_pct(ca)}")
+        balanced_b, balanced_a = _balanced_worst(before, at), _balanced_worst(after, at)
+        if balanced_b is not None and balanced_a is not None:
+            # accuracy alone rewards a drift towards the majority class; the balanced figure does not
+            message += f" (mean over classes at {at:g}/255: {_pct(balanced_b)} -> {_pct(balanced_a)})"
+    metric = "dice" if segmentation else "accuracy"
     return {
         "name": method, "title": title, "family": "training", "source": "two audits (before/after)",
-        "metric": "accuracy", "numbers": "worst case over the audit's attacks",
-        "clean_accuracy": ca,
-        "worst_case": [{"eps_255": e, "robust_accuracy": wa[e]} for e in common],
-        "baseline": {"clean_accuracy": cb, "worst_case": [{"eps_255": e, "robust_accuracy": wb[e]} for e in common]},
+        "metric": metric, "numbers": "worst case over the audit's attacks",
+        "clean_accuracy": None if segmentation else ca,
+        "worst_case": [] if segmentation else [{"eps_255": e, "robust_accuracy": wa[e]} for e in common],
+        "baseline": None if segmentation else {
+            "clean_accuracy": cb, "worst_case": [{"eps_255": e, "robust_accuracy": wb[e]} for e in common]},
         "before": {"clean": cb, "robust": {f"{e:g}": wb[e] for e in common}},
         "after": {"clean": ca, "robust": {f"{e:g}": wa[e] for e in common}},
         "message": message,

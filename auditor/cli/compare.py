@@ -26,7 +26,7 @@ Examples:
   medaudit compare before/results.json after/results.json --tolerance 0.01 --out compare/
 """
 
-LOWER_IS_BETTER = {"missed_disease", "false_alarm"}
+LOWER_IS_BETTER = {"missed_disease", "false_alarm", "lesion_missed"}
 
 
 def _value(block: Any) -> tuple[float | None, list | None]:
@@ -55,8 +55,40 @@ def _by_eps(rows: list[dict[str, Any]] | None) -> dict[float, dict[str, Any]]:
     return {float(r["eps_255"]): r for r in rows or []}
 
 
-def compare_results(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.02) -> dict[str, Any]:
-    """Every comparable number of two results dicts; ``regressions`` lists where B is worse."""
+def task_of(results: dict[str, Any]) -> str:
+    return (results.get("config") or {}).get("task") or (results.get("model") or {}).get("task") or "classification"
+
+
+def _segmentation_rows(a: dict[str, Any], b: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
+    rows = []
+    ca, cb = a.get("clean") or {}, b.get("clean") or {}
+    for metric in ("dice", "iou"):
+        rows.append(_row(metric, f"{metric.replace('iou', 'IoU').replace('dice', 'Dice')} (clean)", None,
+                         ca.get(metric), cb.get(metric), None, None, tolerance))
+    wa, wb = _by_eps(a.get("worst_case")), _by_eps(b.get("worst_case"))
+    for eps in sorted(set(wa) & set(wb)):
+        rows.append(_row("worst_case", f"worst-case Dice @ {eps:g}/255", eps, wa[eps].get("dice"), wb[eps].get("dice"),
+                         None, None, tolerance))
+        rows.append(_row("lesion_missed", f"lesion missed by any attack @ {eps:g}/255", eps,
+                         wa[eps].get("missed_rate_any"), wb[eps].get("missed_rate_any"), None, None, tolerance))
+    aa = {(e["attack"], float(e["eps_255"])): e for e in a.get("attacks", [])}
+    ab = {(e["attack"], float(e["eps_255"])): e for e in b.get("attacks", [])}
+    for key in sorted(set(aa) & set(ab), key=lambda k: (k[1], k[0])):
+        rows.append(_row("attack", f"{key[0]} Dice @ {key[1]:g}/255", key[1], aa[key].get("dice"), ab[key].get("dice"),
+                         None, None, tolerance))
+    return rows
+
+
+def compare_results(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.02,
+                    hardening_log: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every comparable number of two results dicts; ``regressions`` lists where B is worse.
+
+    With ``hardening_log`` (the ``medaudit harden`` log of B's model), the comparison also
+    states the measured evidence for that defense: A is the model before, B after."""
+    if task_of(a) != task_of(b):
+        raise UsageError(f"cannot compare a {task_of(a)} audit (A) with a {task_of(b)} audit (B)")
+    if task_of(a) == "segmentation":
+        return _finish(a, b, tolerance, _segmentation_rows(a, b, tolerance), hardening_log)
     rows = []
     ca, cb = a.get("clean") or {}, b.get("clean") or {}
     rows.append(_row("clean", "clean accuracy", None, ca.get("accuracy"), cb.get("accuracy"), ca.get("ci95"),
@@ -86,6 +118,13 @@ def compare_results(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.0
                 if va is not None or vb is not None:
                     rows.append(_row(metric, f"{metric.replace('_', ' ')} @ {eps:g}/255", eps, va, vb, cia, cib,
                                      tolerance))
+    return _finish(a, b, tolerance, rows, hardening_log)
+
+
+def _finish(a: dict[str, Any], b: dict[str, Any], tolerance: float, rows: list[dict[str, Any]],
+            hardening_log: dict[str, Any] | None) -> dict[str, Any]:
+    from auditor.harden import evidence_from_audits
+
     checks = []
     items_a = {it["id"]: it for it in (a.get("checks") or {}).get("items", [])}
     items_b = {it["id"]: it for it in (b.get("checks") or {}).get("items", [])}
@@ -114,8 +153,9 @@ def compare_results(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.0
               "created": a.get("created"), "gates": (a.get("gates") or {}).get("verdict")},
         "b": {"model": (b.get("model") or {}).get("name"), "sha256": (b.get("model") or {}).get("sha256"),
               "created": b.get("created"), "gates": (b.get("gates") or {}).get("verdict")},
-        "tolerance": tolerance, "rows": rows, "checks": checks, "notes": notes,
+        "task": task_of(a), "tolerance": tolerance, "rows": rows, "checks": checks, "notes": notes,
         "regressions": regressions, "verdict": "worse" if regressions else "not worse",
+        "hardening": evidence_from_audits(a, b, hardening_log) if hardening_log is not None else None,
     }
 
 
@@ -141,6 +181,8 @@ th{background:#f3f6f9}.worse{color:#b3261e;font-weight:600}.better{color:#1b7a3a
 <p>A: <b>{{ c.a.model }}</b> ({{ c.a.created }}) &nbsp; B: <b>{{ c.b.model }}</b> ({{ c.b.created }})</p>
 <p><span class="verdict {{ 'v-worse' if c.regressions else 'v-not' }}">B is {{ c.verdict }}</span>
  than A (tolerance {{ '%.3f' % c.tolerance }})</p>
+{% if c.hardening %}<h2>Measured defense evidence</h2><p class="evidence">{{ c.hardening.message }}.</p>
+<p>A is the model before {{ c.hardening.title }}, B after it; both audited on the same data and attacks.</p>{% endif %}
 {% if c.notes %}<ul class="notes">{% for n in c.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <table><thead><tr><th>metric</th><th>A</th><th>B</th><th>B - A</th><th></th></tr></thead><tbody>
 {% for r in c.rows %}<tr><td>{{ r.label }}</td><td>{{ fmt(r.a) }}</td><td>{{ fmt(r.b) }}</td>
@@ -178,9 +220,30 @@ def print_table(comparison: dict[str, Any]) -> None:
         console.print(f"check {c['id']} {c['name']}: {c['a']} -> {c['b']}", markup=False)
     for note in comparison["notes"]:
         console.print(f"note: {note}", markup=False)
+    if comparison.get("hardening"):
+        console.print(f"measured defense evidence: {comparison['hardening']['message']}", markup=False, soft_wrap=True)
     verdict = comparison["verdict"]
     console.print(f"B is {verdict} than A (tolerance {comparison['tolerance']:g})"
                   + (f": {', '.join(comparison['regressions'])}" if comparison["regressions"] else ""), markup=False)
+
+
+def _hardening_log(b: dict[str, Any], explicit: Path | None) -> dict[str, Any] | None:
+    from auditor.harden import log_path_for
+
+    if explicit is None:
+        model_path = (b.get("model") or {}).get("path")
+        if not model_path:
+            return None
+        explicit = log_path_for(Path(model_path))
+        if not explicit.is_file():
+            return None
+    try:
+        log = json.loads(explicit.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--hardening-log: cannot read {explicit}: {exc}") from None
+    if not isinstance(log, dict) or "method" not in log or "settings" not in log:
+        raise UsageError(f"--hardening-log: {explicit} is not a `medaudit harden` log")
+    return log
 
 
 @handle_errors
@@ -190,10 +253,15 @@ def compare(
     tolerance: Annotated[float, typer.Option(help="How much worse (absolute, e.g. 0.02 = 2 points) B may be before it counts.")] = 0.02,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for compare.html and compare.json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout.")] = False,
+    hardening_log: Annotated[Optional[Path], typer.Option(
+        "--hardening-log",
+        help="The `medaudit harden` log of B's model (B = A hardened). Default: the log next to B's model file, "
+             "if there is one. Adds the measured before/after evidence for that defense.")] = None,
 ) -> None:
     if not 0 <= tolerance < 1:
         raise UsageError(f"--tolerance: {tolerance:g} must be between 0 and 1 (an absolute difference)")
-    comparison = compare_results(read_results(a), read_results(b), tolerance)
+    ra, rb = read_results(a), read_results(b)
+    comparison = compare_results(ra, rb, tolerance, _hardening_log(rb, hardening_log))
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
