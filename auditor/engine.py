@@ -139,6 +139,8 @@ def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, 
                     agg[k2] = agg.get(k2, 0) + v2 if isinstance(v2, (int, float)) else v2
             else:
                 details[key] = value
+    memory = details.setdefault("memory", {})  # nested: adds up across chunks in the entry
+    memory["oom_splits"] = memory.get("oom_splits", 0) + 1
     return AttackResult(torch.cat([p.x_adv.detach() for p in parts]), queries, details)
 
 

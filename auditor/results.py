@@ -24,7 +24,7 @@ SCHEMA_VERSION = "1.0"
 RESULTS_FILE = "results.json"
 
 # Keys whose values change from run to run even with the same seed.
-VOLATILE_KEYS = frozenset({"created", "updated", "time_s", "timing", "wall_time_s", "overhead", "environment"})
+VOLATILE_KEYS = frozenset({"created", "updated", "time_s", "attack_time_s", "timing", "wall_time_s", "overhead", "environment"})
 
 
 def _clean(obj: Any) -> Any:

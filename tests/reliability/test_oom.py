@@ -69,6 +69,7 @@ def comparable(results):
     results = {k: v for k, v in results.items() if k not in ("command",)}
     for entry in results["attacks"]:
         entry.pop("passes")  # more, smaller calls when split; the samples pushed through are compared below
+        entry["details"].pop("memory", None)  # how often it was split: asserted below
     return strip_volatile(results)
 
 
@@ -83,6 +84,8 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(monkeypatch, demo_
     reference, split = read_results(tmp_path / "roomy"), read_results(tmp_path / "tight")
     assert [a["passes"]["forward_samples"] for a in split["attacks"]] == [
         a["passes"]["forward_samples"] for a in reference["attacks"]]
+    assert all(a["details"]["memory"]["oom_splits"] >= 1 for a in split["attacks"] if a["n_attacked"] > 3)
+    assert not any("memory" in a["details"] for a in reference["attacks"])
     assert comparable(split) == comparable(reference)
 
     fitted = [n for n, ok in tight.calls if ok]
@@ -139,7 +142,7 @@ def test_split_results_are_put_back_together():
     result = run_attack_fitting_memory(attack, None, x, y, 0.01, {"seed": 1234})
     torch.testing.assert_close(result.x_adv, x + 0.001)
     np.testing.assert_array_equal(result.queries, np.full(5, 7.0))
-    assert result.details == {"sub_attacks": {"apgd": 5}, "note": "ran"}
+    assert result.details == {"sub_attacks": {"apgd": 5}, "note": "ran", "memory": {"oom_splits": 2}}  # 5 -> 3+2, 3 -> 2+1
     assert attack.seeds == [1234, 1234, 1234]  # every part starts from the chunk's seed: reproducible
 
 
