@@ -50,7 +50,8 @@ def summary_for_stdout(results: dict[str, Any], written: list[str]) -> dict[str,
     }
 
 
-def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | None = None) -> dict[str, Any]:
+def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | None = None,
+            template_dirs: list[Path] | None = None) -> dict[str, Any]:
     """Run the audit, render the reports, print the outcome. Shared by ``run`` and ``demo``."""
     from auditor.audit import run_audit
     from auditor.reporting import render_reports
@@ -58,7 +59,8 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
     registry = get_registry()
     progress = RichProgress(quiet=quiet or as_json)
     results = run_audit(config, registry, progress=progress, command=command)
-    written = render_reports(results, config.out, config.formats, registry, progress=progress)
+    written = render_reports(results, config.out, config.formats, registry, progress=progress,
+                             template_dirs=list(template_dirs or []))
     if config.junit and results.get("gates"):
         written.append(Path(config.junit))
     if as_json:
@@ -105,6 +107,7 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.json and the reports.")] = Path("medaudit-report"),
     report_format: Annotated[str, typer.Option(help="Reports to write: html,pdf (any registered reporter), or none.")] = "html,pdf",
+    template_dir: Annotated[Optional[list[Path]], typer.Option("--template-dir", help="Folder of report templates searched before the built-ins; repeatable (as in `medaudit report`).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out (refused if model, data or configuration changed).")] = False,
     allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
     positive_class: Annotated[Optional[str], typer.Option("--positive-class", help="Class name of the disease for sensitivity, specificity, AUROC and targeted attacks (default: the modality's, e.g. melanoma; class 1 for 0/1 data).")] = None,
@@ -141,6 +144,9 @@ def run(
         raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
     if check_samples < 1:
         raise UsageError("--check-samples must be at least 1")
+    for folder in template_dir or []:
+        if not folder.is_dir():
+            raise UsageError(f"--template-dir: {folder} is not a folder")
     config = AuditConfig(
         model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), data_format=data_format,
@@ -153,4 +159,4 @@ def run(
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense,
     )
-    execute(config, quiet=quiet, as_json=as_json)
+    execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

@@ -195,3 +195,19 @@ def test_modalities_and_plugins_listing():
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert set(plugins["plugins.attacks"]["registered"]["attacks"]) >= {"fgsm", "pgd", "cw", "autoattack", "square", "zoo"}
     assert plugins["plugins.models"]["origin"] == "built-in"
+
+
+def test_run_renders_with_a_template_dir(demo_inputs, tmp_path):
+    """Branding at audit time: the same template override as `medaudit report --template-dir`."""
+    model, data = demo_inputs
+    templates = tmp_path / "t"
+    templates.mkdir()
+    (templates / "report.html.jinja").write_text(
+        '{% extends "base.html.jinja" %}{% block regulatory %}<p>ACME mapping</p>{% endblock %}')
+    args = base_args(model, data, tmp_path / "out")
+    args[args.index("--report-format") + 1] = "html"
+    result = run_cli(*args, "--attacks", "fgsm", "--eps", "2", "--limit", "8", "--template-dir", str(templates))
+    assert result.exit_code == 0, result.output
+    assert "ACME mapping" in (tmp_path / "out" / "report.html").read_text()
+    missing = run_cli(*args, "--attacks", "fgsm", "--eps", "2", "--template-dir", str(tmp_path / "missing"))
+    assert missing.exit_code == 2 and "is not a folder" in missing.output
