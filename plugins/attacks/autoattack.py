@@ -16,13 +16,13 @@ sample). FAB-T is not run (ART's FAB is not the reference implementation): state
 results. Budgets: APGD iterations / random restarts / Square queries:
 quick 10 / 1 / 100; standard 100 / 1 / 1000; thorough 100 / 5 / 5000.
 
-Backends for the APGD steps (Square always runs through ART):
+Backends (each covers APGD and Square):
 
-* ``native`` (default): APGD as in the reference implementation (step size 2*eps,
+* ``native`` (default): Square as :mod:`plugins.attacks.square`'s native backend; APGD as in the reference implementation (step size 2*eps,
   momentum 0.75, checkpoints at 22% of the iterations shrinking by 3% to at least 6%,
   step halving on oscillation or stagnation, restart from the best point), batched in
   torch: one forward and one backward pass per iteration, nothing else.
-* ``art``: ``AutoProjectedGradientDescent``, which adds two forward passes per iteration
+* ``art``: ART's ``SquareAttack`` and ``AutoProjectedGradientDescent``, which adds two forward passes per iteration
   (``compute_loss`` and ``predict``) and a numpy round trip per step.
 """
 
@@ -36,7 +36,7 @@ import torch
 from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
 from plugins.attacks._common import check_budget, generator, loss_and_gradient, project
-from plugins.attacks.square import run_art_square
+from plugins.attacks.square import run_art_square, square_native
 
 BUDGET = {
     "quick": {"apgd_steps": 10, "apgd_restarts": 1, "square_queries": 100},
@@ -161,7 +161,9 @@ class AutoAttack(Attack):
                 broken_by[sub] = 0
                 continue
             seed_everything(params["seed"] + i)
-            if sub == "square":
+            if sub == "square" and params["backend"] == "native":
+                cand = square_native(ctx, x[idx], y[idx], eps, params["square_queries"], 0.8, 1, params["seed"] + i)[0]
+            elif sub == "square":
                 cand = run_art_square(ctx, x[idx], y[idx], eps, params["square_queries"], 0.8, 1, params["seed"] + i)
             elif params["backend"] == "native":
                 cand = apgd_native(ctx.model, x[idx], y[idx], eps, params["apgd_steps"], params["apgd_restarts"],

@@ -25,22 +25,10 @@ import numpy as np
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, project
+from plugins.attacks._common import check_budget, generator, p_selection, project, square_proposal
 from plugins.attacks.seg_losses import seg_objective
 
 QUERIES = {"quick": 100, "standard": 500, "thorough": 2000}
-_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
-
-
-def p_selection(p_init: float, iteration: int, total: int) -> float:
-    """The paper's piecewise-constant schedule of the square area fraction, rescaled to 10 000 iterations."""
-    it = int(iteration / max(total, 1) * 10000)
-    divisor = 512
-    for bound, div in _SCHEDULE:
-        if it <= bound:
-            divisor = div
-            break
-    return p_init / divisor
 
 
 def square_linf(
@@ -55,18 +43,7 @@ def square_linf(
     for i in range(1, queries):
         side = int(round(math.sqrt(p_selection(p_init, i, queries) * h * w)))
         side = min(max(side, 1), h, w)
-        x_new = x_best.clone()
-        for j in range(n):
-            top = int(torch.randint(0, h - side + 1, (1,), generator=gen, device=x.device))
-            left = int(torch.randint(0, w - side + 1, (1,), generator=gen, device=x.device))
-            window = (slice(None), slice(top, top + side), slice(left, left + side))
-            current = x_best[j][window]
-            for _ in range(10):  # resample a sign pattern that changes the window (as the paper does)
-                sign = (torch.randint(0, 2, (c, 1, 1), generator=gen, device=x.device) * 2 - 1).to(x.dtype)
-                proposal = torch.clamp(x[j][window] + eps * sign, 0.0, 1.0)
-                if not torch.equal(proposal, current):
-                    break
-            x_new[j][window] = proposal
+        x_new = square_proposal(x, x_best, eps, side, gen)
         with torch.no_grad():
             value = seg_objective(model(x_new), target, loss)
         better = value > best

@@ -6,8 +6,8 @@ since the two implementations take different (equally valid) steps; a native pat
 is weaker than ART by more than that fails.
 
 Only clean-correct inputs are attacked, as in the engine. ART's CW-L-inf and ZOO work one
-sample at a time, so they get 3 inputs; FGSM, PGD and AutoAttack (APGD native vs ART,
-then ART's Square in both) get all of them.
+sample at a time, so they get 3 inputs; FGSM, PGD, Square and AutoAttack (APGD and Square,
+native vs ART) get all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def robust_accuracy(model: torch.nn.Module, name: str, backend: str, x: torch.Te
     ("fgsm", None, 4), ("fgsm", None, 8),
     ("pgd", None, 4),
     ("autoattack", None, 2),
+    ("square", None, 4),
     ("cw", 3, 8),
     ("zoo", 3, 8),
 ])
