@@ -10,11 +10,15 @@ from auditor.registry import get_registry
 from tests.attacks.conftest import make_context, run_like_engine
 
 
+def native_square(model):
+    attack = get_registry().get("attacks", "square")
+    ctx = make_context(model)
+    return attack, ctx, {**attack.parameters("quick", ctx), "backend": "native"}
+
+
 def test_one_forward_per_query_and_fooled_samples_stop(tiny_model, inputs):
     x, y = inputs
-    attack = get_registry().get("attacks", "square")
-    ctx = make_context(tiny_model)
-    params = {**attack.parameters("quick", ctx), "backend": "native"}
+    attack, ctx, params = native_square(tiny_model)
     result = run_like_engine(attack, ctx, x, y, 8 / 255, params)
     queries = np.asarray(result.queries)
     assert queries.shape == (len(x),) and queries.min() >= 1 and queries.max() <= params["queries"]
@@ -31,9 +35,7 @@ def test_one_forward_per_query_and_fooled_samples_stop(tiny_model, inputs):
 
 def test_same_seed_same_images(tiny_model, inputs):
     x, y = inputs
-    attack = get_registry().get("attacks", "square")
-    ctx = make_context(tiny_model)
-    params = {**attack.parameters("quick", ctx), "backend": "native"}
+    attack, ctx, params = native_square(tiny_model)
     a = run_like_engine(attack, ctx, x, y, 4 / 255, params)
     b = run_like_engine(attack, ctx, x, y, 4 / 255, params)
     torch.testing.assert_close(a.x_adv, b.x_adv, rtol=0, atol=0)
