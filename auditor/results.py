@@ -42,6 +42,14 @@ def dumps(results: dict[str, Any]) -> str:
     return json.dumps(_clean(results), indent=1, sort_keys=False, allow_nan=False)
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under the current umask
+    (``mkstemp`` makes 0600 files: a report nobody else on the machine could read)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never a mix."""
     path = Path(path)
@@ -50,6 +58,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise InputError(f"cannot write to output folder {path.parent}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from auditor.errors import InputError, MedauditError
 from auditor.interfaces import ReportOptions
+from auditor.results import file_mode
 from plugins.reporters.html import HtmlReporter
 
 SYSTEM_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1"
@@ -74,6 +75,7 @@ class PdfReporter(HtmlReporter):
             fd, tmp = tempfile.mkstemp(prefix=f".{self.filename}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        os.fchmod(fd, file_mode())
         os.close(fd)
         try:
             document.write_pdf(tmp)

@@ -214,3 +214,19 @@ def test_written_results_are_replaced_atomically(tmp_path, monkeypatch):
         write_results(tmp_path, {"schema_version": "1.0", "status": "running", "attacks": [1, 2]})
     assert json.loads((tmp_path / "results.json").read_text())["attacks"] == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_written_files_get_the_umask_mode_not_0600(tmp_path):
+    """Atomic writes go through mkstemp (0600); the results and reports must be readable as
+    a plain open() would have made them, e.g. when published from a CI runner."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_results(tmp_path, {"schema_version": "1.0", "status": "running", "attacks": []})
+        assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        write_results(tmp_path, {"schema_version": "1.0", "status": "running", "attacks": []})
+        assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

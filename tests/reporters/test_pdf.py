@@ -187,3 +187,13 @@ def test_html_is_kept_when_pdf_cannot_render(results, tmp_path, monkeypatch):
     written = render_reports(results, tmp_path, ["html", "pdf"], get_registry())
     assert (tmp_path / "report.html").exists() and not (tmp_path / "report.pdf").exists()
     assert [p.name for p in written] == ["results.json", "report.html"]
+
+
+def test_pdf_file_mode_follows_the_umask(rendered_pdf):
+    """Written beside the target through mkstemp, but not left at its 0600."""
+    import os
+
+    path, _ = rendered_pdf
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
