@@ -97,6 +97,7 @@ def run(
     input_size: Annotated[Optional[str], typer.Option(help="Resize images to N or HxW (default: the modality's).")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Input channels (default: from the model's first conv, else the modality).")] = None,
     roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics.")] = None,
+    missed_fraction: Annotated[Optional[float], typer.Option("--missed-fraction", help="Segmentation: a lesion counts as missed when the predicted lesion area falls below this fraction of the true one (default 0.5).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="L-inf budgets in /255 units, e.g. 2,4,6,8 (default: the modality's).")] = None,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks (default: fgsm,pgd,cw,autoattack,square,zoo).")] = None,
     budget: Annotated[str, typer.Option(help="quick | standard | thorough: iterations, restarts and queries of every attack (see README).")] = "standard",
@@ -144,6 +145,8 @@ def run(
         raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
     if check_samples < 1:
         raise UsageError("--check-samples must be at least 1")
+    if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
+        raise UsageError(f"--missed-fraction: {missed_fraction:g} must be in (0, 1]")
     for folder in template_dir or []:
         if not folder.is_dir():
             raise UsageError(f"--template-dir: {folder} is not a folder")
@@ -158,5 +161,6 @@ def run(
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense,
+        extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
     )
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

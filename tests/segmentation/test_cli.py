@@ -74,3 +74,18 @@ def test_classification_attack_on_a_segmentation_model_is_a_usage_error(unet_fil
     result = run_cli(unet_file, seg_data, tmp_path / "out", "--task", "segmentation", "--attacks", "pgd")
     assert result.exit_code == 2
     assert "does not support segmentation" in result.output
+
+
+def test_missed_fraction_flag_reaches_the_results_and_the_report(unet_file, seg_data, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", str(unet_file), "--data", str(seg_data), "--out", str(out), "--input-size",
+                                 str(SIZE), "--eps", "2", "--budget", "quick", "--report-format", "html",
+                                 "--task", "segmentation", "--attacks", "seg-fgsm-bce", "--missed-fraction", "0.25",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert read_results(out)["config"]["missed_fraction"] == 0.25
+    html = (out / "report.html").read_text()
+    assert "predicted lesion area falls below 25% of the true area" in html
+    assert "becomes any wrong class" not in html  # the classification wording stays out
+    bad = run_cli(unet_file, seg_data, tmp_path / "bad", "--task", "segmentation", "--missed-fraction", "1.5")
+    assert bad.exit_code == 2 and "--missed-fraction" in bad.output
