@@ -144,6 +144,22 @@ def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, 
     return AttackResult(torch.cat([p.x_adv.detach() for p in parts]), queries, details)
 
 
+def overhead_block(timer: PassTimer | None, attack_time: float, elapsed: float, calls: dict[int, list[int]],
+                   verify_calls: dict[int, list[int]]) -> dict[str, Any] | None:
+    """``ratio``: the attack's wall time over what its counted passes cost, each call priced
+    at its own batch size. ``step_ratio``: the whole step (data loading, the engine's check
+    of every result, bookkeeping) over the same passes plus the check's."""
+    if timer is None:
+        return None
+    ideal = timer.ideal_s(calls)
+    ideal_step = ideal + timer.ideal_s(verify_calls)
+    return {
+        "ideal_s": ideal, "ratio": attack_time / ideal if ideal > 0 else None,
+        "step_ideal_s": ideal_step, "step_ratio": elapsed / ideal_step if ideal_step > 0 else None,
+        "calls_by_batch_size": {str(b): v for b, v in sorted(calls.items())},
+    }
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     try:
         import art
@@ -488,24 +504,9 @@ class ClassificationAudit:
                 total = passes["forward_samples"]
                 entry["queries"] = {"mean": total / n_attacked if n_attacked else 0.0, "max": None,
                                     "total": float(total), "source": "forward passes counted"}
-        entry["overhead"] = self._overhead(attack_time, elapsed, self.counter.sizes_since(before_sizes), verify_calls)
+        entry["overhead"] = overhead_block(getattr(self, "pass_timer", None), attack_time, elapsed,
+                                           self.counter.sizes_since(before_sizes), verify_calls)
         return entry
-
-    def _overhead(self, attack_time: float, elapsed: float, calls: dict[int, list[int]],
-                  verify_calls: dict[int, list[int]]) -> dict[str, Any] | None:
-        """``ratio``: the attack's wall time over what its counted passes cost, each call
-        priced at its own batch size. ``step_ratio``: the whole step (data loading, the
-        engine's check of every result, bookkeeping) over the same passes plus the check's."""
-        timer = getattr(self, "pass_timer", None)
-        if timer is None:
-            return None
-        ideal = timer.ideal_s(calls)
-        ideal_step = ideal + timer.ideal_s(verify_calls)
-        return {
-            "ideal_s": ideal, "ratio": attack_time / ideal if ideal > 0 else None,
-            "step_ideal_s": ideal_step, "step_ratio": elapsed / ideal_step if ideal_step > 0 else None,
-            "calls_by_batch_size": {str(b): v for b, v in sorted(calls.items())},
-        }
 
     def _maybe_gallery(self, attack: str, eps_255: float, index: int, x: torch.Tensor, x_adv: torch.Tensor,
                        pred: int, conf: float) -> None:

@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from auditor import __version__
-from auditor.accounting import CountingModel, PassCounter
+from auditor.accounting import CountingModel, PassCounter, PassTimer
 from auditor.config import config_hash
-from auditor.engine import Prepared, SampleCache, environment, png_base64, step_seed
+from auditor.engine import (Prepared, SampleCache, environment, overhead_block, png_base64,
+                            run_attack_fitting_memory, step_seed)
 from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Metric
 from auditor.progress import Progress
@@ -235,6 +236,9 @@ class SegmentationAudit:
         projected = 0
         largest = eps_255 == max(self.prep.eps_255)
         before = self.counter.snapshot()
+        before_sizes = self.counter.sizes()
+        verify_calls: dict[int, list[int]] = {}  # the engine's own evaluation of each result: forward passes
+        attack_time = 0.0
         t0 = time.perf_counter()
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", self.n) as task:
             for chunk_no, chunk in enumerate(self._chunks(np.arange(self.n))):
@@ -243,7 +247,9 @@ class SegmentationAudit:
                 params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
                 torch.manual_seed(params["seed"])
                 np.random.seed(params["seed"])
-                result = attack.run(self.ctx, x.clone(), y_attack, eps, params)
+                t_attack = time.perf_counter()
+                result = run_attack_fitting_memory(attack, self.ctx, x.clone(), y_attack, eps, params)
+                attack_time += time.perf_counter() - t_attack
                 x_adv = result.x_adv.detach().to(x.dtype)
                 if x_adv.shape != x.shape:
                     raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
@@ -253,6 +259,7 @@ class SegmentationAudit:
                     x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
                     delta = x_adv - x
                 logits = self._predict(x_adv)
+                verify_calls.setdefault(len(chunk), [0, 0])[0] += 1
                 evaluated = self._evaluate(logits, y, roi)
                 for key in keys:
                     values[key][chunk] = evaluated[key]
@@ -292,6 +299,9 @@ class SegmentationAudit:
             "seed": self.config.seed,
             "passes": passes,
             "time_s": elapsed,
+            "attack_time_s": attack_time,
+            "overhead": overhead_block(getattr(self, "pass_timer", None), attack_time, elapsed,
+                                       self.counter.sizes_since(before_sizes), verify_calls),
             "details": details,
             "samples": {k: _rounded(values[k], 0 if k in ("missed", "pred_area") else 6) for k in keys},
         }
@@ -457,6 +467,8 @@ class SegmentationAudit:
         results["data"]["has_roi"] = self.has_roi
         results["timing"] = {"clean_pass_s": self.clean_time,
                              "forward_s_per_sample": self.clean_time / max(self.n, 1)}
+        # the overhead ratio's denominator: passes timed lazily at the batch sizes the attacks use
+        self.pass_timer = PassTimer(prep.model.module, self._batch(np.arange(min(self.n, self.batch_size)))[0])
         write_results(out, results)
 
         entries: list[dict[str, Any]] = []

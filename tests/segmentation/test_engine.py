@@ -22,7 +22,8 @@ from tests.segmentation.conftest import (SIZE, ThresholdSeg, make_registry, save
                                          write_seg_folders)
 
 ENTRY_KEYS = {"attack", "loss", "eps", "eps_255", "dice", "iou", "sensitivity", "missed_rate", "n", "params",
-              "backend", "seed", "passes", "time_s", "perturbation", "threat_model", "samples"}
+              "backend", "seed", "passes", "time_s", "attack_time_s", "overhead", "perturbation", "threat_model",
+              "samples"}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,9 @@ def test_results_layout(audited_at):
         assert entry["eps"] == pytest.approx(entry["eps_255"] / 255)
         assert entry["perturbation"]["linf_max"] <= entry["eps"] + 1e-6
         assert entry["projected_by_engine"] == 0
+        calls = entry["overhead"]["calls_by_batch_size"]  # every counted call priced at its batch size
+        assert sum(int(b) * f for b, (f, _) in calls.items()) == entry["passes"]["forward_samples"]
+        assert entry["overhead"]["ideal_s"] > 0 and entry["overhead"]["ratio"] > 0
         assert entry["passes"]["backward_samples"] > 0 and entry["seed"] == 0
     assert [w["eps_255"] for w in results["worst_case"]] == [2.0, 8.0]
     assert {"dice", "iou", "missed_rate", "worst_by"} <= set(results["worst_case"][0])
@@ -250,3 +254,27 @@ def test_large_images_are_batched_by_pixels(threshold_model, seg_data, tmp_path,
                                    eps_255=[8.0]), registry)
     assert results["config"]["batch_size_effective"] == 2 and results["config"]["batch_size"] == 8
     assert results["attacks"][0]["passes"]["forward_calls"] == 2
+
+
+def test_out_of_memory_halves_segmentation_batches_with_the_same_numbers(threshold_model, seg_data, tmp_path,
+                                                                         registry, monkeypatch):
+    """Whole-image U-Nets are where a GPU runs out of memory: the step splits the batch."""
+    from auditor.results import strip_volatile
+    from plugins.attacks.seg_fgsm import SegFGSM
+
+    original = SegFGSM.run
+
+    def limited(self, ctx, x, y, eps, params):
+        if len(x) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, ctx, x, y, eps, params)
+
+    reference = run_audit(seg_config(threshold_model, seg_data, tmp_path / "roomy", attacks=["seg-fgsm-bce"]), registry)
+    monkeypatch.setattr(SegFGSM, "run", limited)
+    split = run_audit(seg_config(threshold_model, seg_data, tmp_path / "tight", attacks=["seg-fgsm-bce"]), registry)
+    assert all(e["details"]["memory"]["oom_splits"] >= 1 for e in split["attacks"])
+    for entry in split["attacks"] + reference["attacks"]:
+        entry["details"].pop("memory", None)
+        entry.pop("passes")  # more, smaller calls when split
+    assert strip_volatile(split["attacks"]) == strip_volatile(reference["attacks"])
+    assert strip_volatile(split["worst_case"]) == strip_volatile(reference["worst_case"])
