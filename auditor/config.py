@@ -151,6 +151,10 @@ class AuditConfig:
     checks: bool = True  # run the validity checks (auditor.checks)
     check_samples: int = 48  # clean-correct samples the checks attack
     defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.defenses)
+    detector_fit: Path | None = None  # fit a Mahalanobis detector on this data and evaluate it (auditor.detection)
+    detector_fit_split: str | None = "train"
+    detector_fit_limit: int | None = 2000
+    detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -278,3 +279,52 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
     with torch.no_grad():
         return int(model(x[:1]).shape[1])
+
+
+# ------------------------------------------------------------------ in an audit
+def detection_for_audit(audit: Any) -> dict[str, Any]:
+    """``medaudit run --detector-fit DATA``: fit the detector on clean, labelled ``DATA``
+    (same format, size and channels as the audit; ``--detector-fit-split``, seeded
+    ``--detector-fit-limit``), then evaluate it on up to ``--detector-samples`` of the
+    audit's clean-correct images, seeded: AUROC per attack (FGSM, PGD, CW at the audit's
+    budget) and eps, and under the adaptive attack."""
+    from auditor.datasets import open_dataset
+    from auditor.interfaces import DataOptions
+
+    prep, config = audit.prep, audit.config
+    c, h, w = prep.input_shape
+    options = DataOptions(channels=c, input_size=(h, w), split=config.detector_fit_split, classes=config.classes,
+                          limit=config.detector_fit_limit, seed=config.seed, task="classification")
+    with audit.progress.task("detector: loading fit data", None):
+        fit_set = open_dataset(prep.registry, config.detector_fit, options, source=config.data_format)
+        if len(fit_set) == 0:
+            raise InputError(f"--detector-fit: no images in {config.detector_fit} (split {config.detector_fit_split!r})")
+        images, labels = [], []
+        for start in range(0, len(fit_set), 256):
+            batch = fit_set.load(list(range(start, min(start + 256, len(fit_set)))))
+            images.append(batch.images)
+            labels.append(batch.targets)
+    model = prep.model.module
+    x_fit, y_fit = torch.cat(images).to(prep.device), torch.cat(labels).long().to(prep.device)
+    if int(y_fit.max()) >= prep.num_classes or int(y_fit.min()) < 0:
+        raise InputError(f"--detector-fit: labels in {config.detector_fit} fall outside the model's "
+                         f"{prep.num_classes} classes")
+    detector = MahalanobisDetector(model).fit(x_fit, y_fit, batch_size=config.batch_size)
+    correct = np.nonzero(audit.correct)[0]
+    rng = np.random.default_rng(config.seed)
+    chosen = np.sort(rng.permutation(correct)[: config.detector_samples])
+    if chosen.size == 0:
+        raise InputError("--detector-fit: the model classifies none of the audit images correctly")
+    x, y, _ = audit._batch(chosen)
+    attacks = [a for a in DEFAULT_ATTACKS if a in prep.registry.names("attacks")]
+    report = detection_audit(model, detector, x, y, eps_255=prep.eps_255, registry=prep.registry, attacks=attacks,
+                             budget=config.budget, seed=config.seed, batch_size=config.batch_size,
+                             progress=audit.progress)
+    same_source = Path(config.detector_fit).resolve() == Path(config.data).resolve()
+    overlap = len(set(fit_set.ids()) & {audit.ids[i] for i in chosen}) if same_source else 0
+    report["fit"] = {"data": str(config.detector_fit), "split": config.detector_fit_split,
+                     "limit": config.detector_fit_limit, "n": int(len(x_fit)), "sha256": fit_set.fingerprint(),
+                     # images both fitted on and evaluated on: the AUROC is then optimistic
+                     "evaluated_images_in_fit_set": overlap}
+    report["sample_indices"] = chosen.tolist()
+    return report

@@ -709,6 +709,11 @@ class ClassificationAudit:
                 write_results(out, results)
             broken_before = broken_now if config.mode == "cascade" else broken_before
         results.update(defense_results(self, results))  # non-adaptive numbers and baseline of a --defense
+        if config.detector_fit is not None and results.get("detection") is None:
+            from auditor.detection import detection_for_audit
+
+            results["detection"] = detection_for_audit(self)
+            write_results(out, results)
         self._validity_and_clinical(results, positive)
         write_results(out, results)
         results["summary"] = summarise(results)

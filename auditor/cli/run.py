@@ -118,6 +118,9 @@ def run(
     skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Do not run the evaluation validity checks (they attack a small subsample).")] = False,
     check_samples: Annotated[int, typer.Option("--check-samples", help="Clean-correct samples the validity checks attack.")] = 48,
     defense: Annotated[Optional[str], typer.Option("--defense", help="Audit the model behind a preprocessing defense, e.g. jpeg:quality=75, median:size=3, bit-depth:bits=4, tv:weight=0.05, random-smoothing:sigma=0.05,samples=32,eot_samples=8. Main numbers are adaptive (BPDA/EoT); non-adaptive ones and the undefended baseline are added.")] = None,
+    detector_fit: Annotated[Optional[Path], typer.Option("--detector-fit", help="Also evaluate an adversarial-example detector (Mahalanobis distance on penultimate features) fitted on this clean, labelled data (same format as --data): detection AUROC per attack and eps, and against an attacker who evades it.")] = None,
+    detector_fit_split: Annotated[Optional[str], typer.Option("--detector-fit-split", help="Split of --detector-fit to fit on (empty: all of it).")] = "train",
+    detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
 ) -> None:
@@ -145,6 +148,10 @@ def run(
         raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
     if check_samples < 1:
         raise UsageError("--check-samples must be at least 1")
+    if detector_fit is not None and not detector_fit.exists():
+        raise UsageError(f"--detector-fit: {detector_fit} does not exist")
+    if detector_samples < 2:
+        raise UsageError("--detector-samples must be at least 2")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
         raise UsageError(f"--missed-fraction: {missed_fraction:g} must be in (0, 1]")
     for folder in template_dir or []:
@@ -160,7 +167,8 @@ def run(
         backends=parse_backends(backend, registry.attacks), formats=formats, resume=resume,
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
-        defense=defense,
+        defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
+        detector_samples=detector_samples,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
     )
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

@@ -66,3 +66,37 @@ def test_adaptive_attack_evades_more_than_the_plain_one(toy_detection):
     assert adaptive["evasion_rate"] > plain["undetected_success_rate"]
     assert adaptive["guarded_accuracy"] == pytest.approx(1 - adaptive["evasion_rate"])
     assert sum(adaptive["lambda_counts"].values()) == round(adaptive["evasion_rate"] * toy_detection["n_clean_correct"])
+
+
+def test_run_with_detector_fit_reports_auroc_and_the_adaptive_attacker(demo_inputs, tmp_path):
+    """`medaudit run --detector-fit`: the detector fitted on clean data, its AUROC per attack
+    and eps and the adaptive evasion rate land in results.json and in the report."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+    from auditor.results import read_results
+
+    model, data = demo_inputs
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "run", str(model), "--data", str(data), "--out", str(out), "--input-size", "32", "--budget", "quick",
+        "--attacks", "fgsm,pgd", "--eps", "8", "--skip-checks", "--report-format", "html", "--quiet",
+        "--detector-fit", str(data), "--detector-fit-split", "", "--detector-samples", "12"])
+    assert result.exit_code == 0, result.output
+    det = read_results(out)["detection"]
+    assert det["fit"]["n"] == 40 and det["fit"]["evaluated_images_in_fit_set"] == det["n_clean_correct"]
+    assert det["n_clean_correct"] == len(det["sample_indices"]) <= 12
+    assert {(row["attack"], row["eps_255"]) for row in det["attacks"]} == {
+        (a, 8.0) for a in ("fgsm", "pgd", "cw")}
+    for row in det["attacks"] + det["adaptive"]:
+        assert row["auroc"] is None or 0.0 <= row["auroc"] <= 1.0  # None (NaN) when nothing succeeded
+    assert [row["eps_255"] for row in det["adaptive"]] == [8.0]
+    assert all(0.0 <= row["evasion_rate"] <= 1.0 for row in det["adaptive"])
+    html = (out / "report.html").read_text()
+    assert "Adversarial-example detector evaluated in this audit" in html and "the AUROC below is optimistic" in html
+    assert json.dumps(det, allow_nan=True)  # serialisable as written
+    missing = CliRunner().invoke(app, ["run", str(model), "--data", str(data), "--out", str(tmp_path / "x"),
+                                       "--detector-fit", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "--detector-fit" in missing.output
