@@ -117,6 +117,9 @@ def safe_load(path: Path, device: str = "cpu", *, mmap: bool = False) -> Any:
         raise InputError(f"cannot read {path}: {first_line(exc)}") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise InputError(f"cannot read {path} as a PyTorch file: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler meets corrupt bytes with any error
+        # (IndexError "pop from empty list", KeyError, struct.error, ...): still a bad file
+        raise InputError(f"cannot read {path} as a PyTorch file: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def classify(path: Path) -> str | None:

@@ -228,3 +228,16 @@ def test_plain_pickle_module_needs_trust(registry, model, x, tmp_path):
         open_model(registry, path)
     loaded = open_model(registry, path, trust_model=True)
     torch.testing.assert_close(_logits(loaded.module, x), _logits(model, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("content", [b"\x81", b"\x80\x02}q\x00(X\x01", bytes(range(256))],
+                         ids=["newobj-on-empty-stack", "truncated-pickle", "byte-ramp"])
+def test_corrupt_torch_file_is_a_bad_input_not_a_crash(registry, tmp_path, content):
+    """torch's weights-only unpickler meets corrupt bytes with IndexError, KeyError and the
+    like (found by fuzzing 256 random bytes: b'\\x81' alone raises IndexError)."""
+    path = tmp_path / "junk.pt"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot tell the model format"):
+        detect_format(registry, path)
+    with pytest.raises(InputError, match="cannot read .* as a PyTorch file|cannot read"):
+        open_model(registry, path, format="state-dict")
