@@ -144,6 +144,62 @@ def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, 
     return AttackResult(torch.cat([p.x_adv.detach() for p in parts]), queries, details)
 
 
+def results_header(prep: Prepared, command: str | None, cfg_hash: str, n: int) -> dict[str, Any]:
+    """The parts of ``results.json`` every task starts with: provenance, model, data,
+    modality (each task adds its own ``config`` and result blocks)."""
+    data_desc = dict(prep.dataset.describe())
+    data_desc.update({
+        "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": n,
+        "sha256": prep.dataset.fingerprint(), "split": prep.config.split or data_desc.get("split"),
+        "limit": prep.config.limit, "synthetic": bool(prep.config.extra.get("synthetic")),
+    })
+    if prep.config.extra.get("training"):
+        data_desc["training"] = prep.config.extra["training"]
+    probabilities = prep.probe is not None and prep.probe.looks_like_probabilities
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "medaudit", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "config_hash": cfg_hash,
+        "status": "running",
+        "model": {
+            "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
+            "format": prep.model.format, "task": prep.task, "num_classes": prep.num_classes,
+            "class_names": prep.class_names, "input_shape": list(prep.input_shape),
+            "normalization": {"mean": prep.config.mean, "std": prep.config.std},
+            "outputs": "probabilities" if probabilities else "logits",
+        },
+        "data": data_desc,
+        "modality": {
+            "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
+            "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
+            "positive_class": prep.modality.positive_class,
+        },
+        "warnings": list(prep.warnings),
+    }
+
+
+def resume_state(resume: bool, out: Path, cfg_hash: str, results: dict[str, Any],
+                 progress: Progress) -> tuple[dict[tuple[str, float], dict[str, Any]], list[dict[str, Any]]]:
+    """``--resume``: the finished attack steps and gallery of the audit in ``out``, keyed by
+    (attack, eps); ``results`` keeps its creation time and counts the resume. Refused when
+    the model, data or configuration changed (``config_hash``)."""
+    if not resume or not (out / "results.json").is_file():
+        return {}, []
+    previous = read_results(out / "results.json")
+    if previous.get("config_hash") != cfg_hash:
+        raise UsageError(
+            f"cannot resume {out}: the model, data or configuration changed since that audit "
+            "started; use a new --out folder or drop --resume to start over"
+        )
+    done = {(e["attack"], float(e["eps_255"])): e for e in previous.get("attacks", [])}
+    results["created"] = previous.get("created", results["created"])
+    results["resumed"] = previous.get("resumed", 0) + 1
+    progress.note(f"resuming: {len(done)} attack steps already done in {out}")
+    return done, list(previous.get("gallery", []))
+
+
 def overhead_block(timer: PassTimer | None, attack_time: float, elapsed: float, calls: dict[int, list[int]],
                    verify_calls: dict[int, list[int]]) -> dict[str, Any] | None:
     """``ratio``: the attack's wall time over what its counted passes cost, each call priced
@@ -564,36 +620,11 @@ class ClassificationAudit:
     # --------------------------------------------------------------------- run
     def base_results(self, cfg_hash: str) -> dict[str, Any]:
         prep = self.prep
-        counts = {name: int((self.labels == c).sum()) for c, name in enumerate(prep.class_names)}
-        data_desc = dict(prep.dataset.describe())
-        data_desc.update({
-            "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": self.n,
-            "per_class_counts": counts, "sha256": prep.dataset.fingerprint(),
-            "split": prep.config.split or data_desc.get("split"), "limit": prep.config.limit,
-            "synthetic": bool(prep.config.extra.get("synthetic")),
-        })
-        if prep.config.extra.get("training"):
-            data_desc["training"] = prep.config.extra["training"]
+        results = results_header(prep, self.command, cfg_hash, self.n)
+        results["data"]["per_class_counts"] = {name: int((self.labels == c).sum())
+                                               for c, name in enumerate(prep.class_names)}
         return {
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "medaudit", "version": __version__},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": self.command,
-            "config_hash": cfg_hash,
-            "status": "running",
-            "model": {
-                "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
-                "format": prep.model.format, "task": prep.task, "num_classes": prep.num_classes,
-                "class_names": prep.class_names, "input_shape": list(prep.input_shape),
-                "normalization": {"mean": prep.config.mean, "std": prep.config.std},
-                "outputs": "probabilities" if prep.probe.looks_like_probabilities else "logits",
-            },
-            "data": data_desc,
-            "modality": {
-                "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
-                "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
-                "positive_class": prep.modality.positive_class,
-            },
+            **results,
             "config": {
                 "modality": prep.modality.name, "task": prep.task, "mode": prep.config.mode,
                 "eps_255": prep.eps_255, "eps": [e / 255.0 for e in prep.eps_255],
@@ -602,7 +633,6 @@ class ClassificationAudit:
                 "budget": prep.config.budget, "seed": prep.config.seed, "device": str(prep.device),
                 "batch_size": prep.config.batch_size, "norm": "linf", "defense": prep.config.defense,
             },
-            "warnings": list(prep.warnings),
             "clean": None,
             "attacks": [],
             "worst_case": [],
@@ -653,20 +683,7 @@ class ClassificationAudit:
         cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
         positive, criteria = self._positive_and_criteria()  # fail fast, before any attack
         results = self.base_results(cfg_hash)
-        done: dict[tuple[str, float], dict[str, Any]] = {}
-        self.gallery: list[dict[str, Any]] = []
-        if config.resume and (out / "results.json").is_file():
-            previous = read_results(out / "results.json")
-            if previous.get("config_hash") != cfg_hash:
-                raise UsageError(
-                    f"cannot resume {out}: the model, data or configuration changed since that audit "
-                    "started; use a new --out folder or drop --resume to start over"
-                )
-            done = {(e["attack"], float(e["eps_255"])): e for e in previous.get("attacks", [])}
-            self.gallery = list(previous.get("gallery", []))
-            results["created"] = previous.get("created", results["created"])
-            results["resumed"] = previous.get("resumed", 0) + 1
-            self.progress.note(f"resuming: {len(done)} attack steps already done in {out}")
+        done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
         results["clean"] = self.clean_pass()
         results["samples"] = {
             "ids": self.ids, "labels": self.labels.tolist(), "clean_pred": self.clean_pred.tolist(),

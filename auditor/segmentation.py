@@ -40,12 +40,12 @@ import torch
 from auditor import __version__
 from auditor.accounting import CountingModel, PassCounter, PassTimer
 from auditor.config import config_hash
-from auditor.engine import (Prepared, SampleCache, environment, overhead_block, png_base64,
-                            run_attack_fitting_memory, step_seed)
+from auditor.engine import (Prepared, SampleCache, environment, overhead_block, png_base64, resume_state,
+                            results_header, run_attack_fitting_memory, step_seed)
 from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Metric
 from auditor.progress import Progress
-from auditor.results import SCHEMA_VERSION, read_results, write_results
+from auditor.results import write_results
 
 GALLERY_IMAGES = 3
 # Segmentation maps are large: bound the pixels per model call so a default --batch-size
@@ -390,37 +390,15 @@ class SegmentationAudit:
     # --------------------------------------------------------------------- run
     def base_results(self, cfg_hash: str) -> dict[str, Any]:
         prep = self.prep
-        data_desc = dict(prep.dataset.describe())
-        data_desc.update({
-            "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": self.n,
-            "sha256": prep.dataset.fingerprint(), "split": data_desc.get("split", prep.config.split),
-            "limit": prep.config.limit, "synthetic": bool(prep.config.extra.get("synthetic")),
+        results = results_header(prep, self.command, cfg_hash, self.n)
+        binary = prep.num_classes == 2 and prep.probe is not None and prep.probe.binary
+        results["model"].update({
+            "task": "segmentation",
+            "output_channels": int(prep.probe.output_shape[1]) if prep.probe is not None else None,
+            "threshold": "logit >= 0 (sigmoid >= 0.5)" if binary else "argmax over classes",
         })
-        if prep.config.extra.get("training"):
-            data_desc["training"] = prep.config.extra["training"]
         return {
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "medaudit", "version": __version__},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": self.command,
-            "config_hash": cfg_hash,
-            "status": "running",
-            "model": {
-                "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
-                "format": prep.model.format, "task": "segmentation", "num_classes": prep.num_classes,
-                "class_names": prep.class_names, "input_shape": list(prep.input_shape),
-                "output_channels": int(prep.probe.output_shape[1]) if prep.probe is not None else None,
-                "normalization": {"mean": prep.config.mean, "std": prep.config.std},
-                "outputs": "probabilities" if prep.probe is not None and prep.probe.looks_like_probabilities else "logits",
-                "threshold": "logit >= 0 (sigmoid >= 0.5)" if prep.num_classes == 2 and prep.probe is not None
-                and prep.probe.binary else "argmax over classes",
-            },
-            "data": data_desc,
-            "modality": {
-                "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
-                "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
-                "positive_class": prep.modality.positive_class,
-            },
+            **results,
             "config": {
                 "modality": prep.modality.name, "task": "segmentation", "mode": "independent",
                 "eps_255": prep.eps_255, "eps": [e / 255.0 for e in prep.eps_255],
@@ -432,7 +410,6 @@ class SegmentationAudit:
                 "missed_fraction": self.missed_fraction,
                 "metrics": {k: {"name": m.name, "description": m.description} for k, m in self.metrics.items()},
             },
-            "warnings": list(prep.warnings),
             "clean": None,
             "attacks": [],
             "worst_case": [],
@@ -446,20 +423,7 @@ class SegmentationAudit:
         out = Path(config.out)
         cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
         results = self.base_results(cfg_hash)
-        done: dict[tuple[str, float], dict[str, Any]] = {}
-        self.gallery = []
-        if config.resume and (out / "results.json").is_file():
-            previous = read_results(out / "results.json")
-            if previous.get("config_hash") != cfg_hash:
-                raise UsageError(
-                    f"cannot resume {out}: the model, data or configuration changed since that audit "
-                    "started; use a new --out folder or drop --resume to start over"
-                )
-            done = {(e["attack"], float(e["eps_255"])): e for e in previous.get("attacks", [])}
-            self.gallery = list(previous.get("gallery", []))
-            results["created"] = previous.get("created", results["created"])
-            results["resumed"] = previous.get("resumed", 0) + 1
-            self.progress.note(f"resuming: {len(done)} attack steps already done in {out}")
+        done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
         results["clean"] = self.clean_pass()
         counts = {name: int(self.pixel_counts[c]) for c, name in enumerate(prep.class_names) if c < len(self.pixel_counts)}
         results["data"]["per_class_counts"] = counts
