@@ -99,6 +99,27 @@ def step_seed(seed: int, attack: str, eps_255: float, chunk: int) -> int:
     return int(digest[:8], 16)
 
 
+def attack_chunk(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 params: dict[str, Any], seed: int) -> tuple[AttackResult, torch.Tensor, bool, float]:
+    """One chunk of an attack step, as every task runs it: seeded (``params["seed"]`` and the
+    global generators), split on out-of-memory, timed, and held to the threat model. Returns
+    the attack's result, the adversarial images (projected back into the eps ball and [0,1]
+    when the attack left them), whether that projection was needed, and the attack's seconds."""
+    params["seed"] = seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    t0 = time.perf_counter()
+    result = run_attack_fitting_memory(attack, ctx, x.clone(), y, eps, params)
+    seconds = time.perf_counter() - t0
+    x_adv = result.x_adv.detach().to(x.dtype)
+    if x_adv.shape != x.shape:
+        raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
+    outside = (float((x_adv - x).abs().max()) > eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1)
+    if outside:  # the engine enforces the threat model whatever the attack did
+        x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
+    return result, x_adv, outside, seconds
+
+
 def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
                               params: dict[str, Any]) -> AttackResult:
     """``attack.run`` on one chunk; when the accelerator runs out of memory the chunk is
@@ -487,20 +508,11 @@ class ClassificationAudit:
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", len(candidates)) as task:
             for chunk_no, chunk in enumerate(self._chunks(candidates)):
                 x, y, _ = self._batch(chunk)
-                params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
-                torch.manual_seed(params["seed"])
-                np.random.seed(params["seed"])
-                t_attack = time.perf_counter()
-                result = run_attack_fitting_memory(attack, self.ctx, x, y, eps, params)
-                attack_time += time.perf_counter() - t_attack
-                x_adv = result.x_adv.detach().to(x.dtype)
-                if x_adv.shape != x.shape:
-                    raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
+                seed = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
+                result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y, eps, params, seed)
+                attack_time += seconds
+                projected += len(chunk) if outside else 0
                 delta = x_adv - x
-                if float(delta.abs().max()) > eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
-                    projected += len(chunk)  # the engine enforces the threat model whatever the attack did
-                    x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
-                    delta = x_adv - x
                 p = torch.softmax(self._predict(x_adv).double(), dim=1)
                 verify_calls.setdefault(len(chunk), [0, 0])[0] += 1
                 pred = p.argmax(1)

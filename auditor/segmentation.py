@@ -40,8 +40,8 @@ import torch
 from auditor import __version__
 from auditor.accounting import CountingModel, PassCounter, PassTimer
 from auditor.config import config_hash
-from auditor.engine import (Prepared, SampleCache, environment, overhead_block, png_base64, resume_state,
-                            results_header, run_attack_fitting_memory, step_seed)
+from auditor.engine import (Prepared, SampleCache, attack_chunk, environment, overhead_block, png_base64,
+                            results_header, resume_state, step_seed)
 from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Metric
 from auditor.progress import Progress
@@ -244,20 +244,11 @@ class SegmentationAudit:
             for chunk_no, chunk in enumerate(self._chunks(np.arange(self.n))):
                 x, y, roi, _ = self._batch(chunk)
                 y_attack = torch.where(roi, y, torch.full_like(y, IGNORE_INDEX)) if roi is not None else y.clone()
-                params["seed"] = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
-                torch.manual_seed(params["seed"])
-                np.random.seed(params["seed"])
-                t_attack = time.perf_counter()
-                result = run_attack_fitting_memory(attack, self.ctx, x.clone(), y_attack, eps, params)
-                attack_time += time.perf_counter() - t_attack
-                x_adv = result.x_adv.detach().to(x.dtype)
-                if x_adv.shape != x.shape:
-                    raise InputError(f"attack '{attack.name}' returned shape {tuple(x_adv.shape)} for {tuple(x.shape)}")
+                seed = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
+                result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y_attack, eps, params, seed)
+                attack_time += seconds
+                projected += len(chunk) if outside else 0
                 delta = x_adv - x
-                if float(delta.abs().max()) > eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
-                    projected += len(chunk)  # the engine enforces the threat model whatever the attack did
-                    x_adv = torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
-                    delta = x_adv - x
                 logits = self._predict(x_adv)
                 verify_calls.setdefault(len(chunk), [0, 0])[0] += 1
                 evaluated = self._evaluate(logits, y, roi)
