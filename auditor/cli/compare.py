@@ -261,7 +261,13 @@ def compare(
     if not 0 <= tolerance < 1:
         raise UsageError(f"--tolerance: {tolerance:g} must be between 0 and 1 (an absolute difference)")
     ra, rb = read_results(a), read_results(b)
-    comparison = compare_results(ra, rb, tolerance, _hardening_log(rb, hardening_log))
+    log = _hardening_log(rb, hardening_log)
+    source = ((log or {}).get("model_in") or {}).get("sha256")
+    mismatch = log is not None and source and source != (ra.get("model") or {}).get("sha256")
+    comparison = compare_results(ra, rb, tolerance, None if mismatch else log)
+    if mismatch:  # the log hardened some other model: A is not "before"
+        comparison["notes"].append("hardening evidence left out: the harden log's input model is not A's model "
+                                   f"(sha256 {source[:12]}... vs {str((ra.get('model') or {}).get('sha256'))[:12]}...)")
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)

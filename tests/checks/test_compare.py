@@ -92,7 +92,8 @@ def test_hardening_log_next_to_b_model_adds_the_measured_evidence(pair):
     model = tmp / "hardened.pt"
     model.write_bytes(b"")
     eps = a["worst_case"][0]["eps_255"]
-    (tmp / "hardened.harden.json").write_text(json.dumps({"method": "pgd-at", "settings": {"eps_255": eps}}))
+    log = {"method": "pgd-at", "settings": {"eps_255": eps}, "model_in": {"sha256": a["model"]["sha256"]}}
+    (tmp / "hardened.harden.json").write_text(json.dumps(log))
     b["model"]["path"] = str(model)
     for w in b["worst_case"]:
         w["robust_accuracy"] = min(1.0, w["robust_accuracy"] + 0.3)
@@ -103,6 +104,11 @@ def test_hardening_log_next_to_b_model_adds_the_measured_evidence(pair):
     expected = f"worst-case accuracy at {eps:g}/255 from {100 * before:.0f}%"
     assert f"measured defense evidence: PGD-AT at {eps:g}/255 measured: " + expected in result.stdout
     assert expected in (out / "compare.html").read_text()
+    # a log that hardened some other model gives no evidence, and says why
+    (tmp / "hardened.harden.json").write_text(json.dumps({**log, "model_in": {"sha256": "f" * 64}}))
+    other = runner.invoke(app, ["compare", str(tmp / "a"), str(tmp / "b")])
+    assert other.exit_code == 0 and "measured defense evidence" not in other.stdout
+    assert "harden log's input model is not A's model" in other.stdout
     # an explicit log that is not a harden log is a usage error
     bogus = tmp / "bogus.json"
     bogus.write_text("[]")
