@@ -108,6 +108,9 @@ class SegmentationAudit:
         if getattr(prep, "defense", None) is not None:
             raise UsageError("--defense is not supported for segmentation audits yet; audit the defended "
                              "model as its own TorchScript file")
+        if self.config.detector_fit is not None:
+            raise UsageError("--detector-fit is for classification audits (the detector models class-conditional "
+                             "features); it does not apply to segmentation")
         self.metrics = metrics or default_metrics(self.missed_fraction)
         missing = [k for k in METRIC_KEYS if k not in self.metrics]
         if missing:

@@ -89,3 +89,8 @@ def test_missed_fraction_flag_reaches_the_results_and_the_report(unet_file, seg_
     assert "becomes any wrong class" not in html  # the classification wording stays out
     bad = run_cli(unet_file, seg_data, tmp_path / "bad", "--task", "segmentation", "--missed-fraction", "1.5")
     assert bad.exit_code == 2 and "--missed-fraction" in bad.output
+
+
+def test_detector_fit_is_refused_for_segmentation(unet_file, seg_data, tmp_path):
+    result = run_cli(unet_file, seg_data, tmp_path / "out", "--task", "segmentation", "--detector-fit", str(seg_data))
+    assert result.exit_code == 2 and "--detector-fit is for classification audits" in result.output
