@@ -120,6 +120,28 @@ def attack_chunk(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tens
     return result, x_adv, outside, seconds
 
 
+def merge_details(into: dict[str, Any], details: dict[str, Any]) -> None:
+    """The rule for an attack's ``details`` across chunks (and OOM splits) of one step:
+    numbers add up, at the top level and inside nested dicts; anything else is replaced."""
+    for key, value in details.items():
+        if isinstance(value, dict):
+            merge_details(into.setdefault(key, {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        else:
+            into[key] = value
+
+
+def query_block(queries: list[float], forward_samples: int, n_attacked: int) -> dict[str, Any]:
+    """Queries of a black-box step: as the attack reported them per sample, else the
+    forward passes counted, spread over the samples attacked."""
+    if queries:
+        return {"mean": float(np.mean(queries)), "max": float(np.max(queries)), "total": float(np.sum(queries)),
+                "source": "attack"}
+    return {"mean": forward_samples / n_attacked if n_attacked else 0.0, "max": None,
+            "total": float(forward_samples), "source": "forward passes counted"}
+
+
 def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
                               params: dict[str, Any]) -> AttackResult:
     """``attack.run`` on one chunk; when the accelerator runs out of memory the chunk is
@@ -152,14 +174,8 @@ def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, 
     if all(p.queries is not None for p in parts):
         queries = np.concatenate([np.asarray(torch.as_tensor(p.queries).cpu(), dtype=np.float64).ravel() for p in parts])
     details: dict[str, Any] = {}
-    for p in parts:  # the engine's rule across chunks: numbers in nested dicts add up
-        for key, value in p.details.items():
-            if isinstance(value, dict):
-                agg = details.setdefault(key, {})
-                for k2, v2 in value.items():
-                    agg[k2] = agg.get(k2, 0) + v2 if isinstance(v2, (int, float)) else v2
-            else:
-                details[key] = value
+    for p in parts:
+        merge_details(details, p.details)
     memory = details.setdefault("memory", {})  # nested: adds up across chunks in the entry
     memory["oom_splits"] = memory.get("oom_splits", 0) + 1
     return AttackResult(torch.cat([p.x_adv.detach() for p in parts]), queries, details)
@@ -527,13 +543,7 @@ class ClassificationAudit:
                     self._maybe_gallery(attack.name, eps_255, int(chunk[j]), x[j], x_adv[j], int(pred[j]), float(p[j, pred[j]]))
                 if result.queries is not None:
                     queries.extend(float(q) for q in np.asarray(result.queries).ravel())
-                for key, value in result.details.items():
-                    if isinstance(value, dict):
-                        agg = details.setdefault(key, {})
-                        for k2, v2 in value.items():
-                            agg[k2] = agg.get(k2, 0) + v2 if isinstance(v2, (int, float)) else v2
-                    else:
-                        details[key] = value
+                merge_details(details, result.details)
                 task.advance(len(chunk))
         elapsed = time.perf_counter() - t0
         passes = self.counter.since(before)
@@ -565,13 +575,7 @@ class ClassificationAudit:
             "samples": {"broken": broken_idx, "adv_pred": adv_pred, "adv_confidence": adv_conf},
         }
         if attack.threat_model == "black-box":
-            if queries:
-                entry["queries"] = {"mean": float(np.mean(queries)), "max": float(np.max(queries)),
-                                    "total": float(np.sum(queries)), "source": "attack"}
-            else:
-                total = passes["forward_samples"]
-                entry["queries"] = {"mean": total / n_attacked if n_attacked else 0.0, "max": None,
-                                    "total": float(total), "source": "forward passes counted"}
+            entry["queries"] = query_block(queries, passes["forward_samples"], n_attacked)
         entry["overhead"] = overhead_block(getattr(self, "pass_timer", None), attack_time, elapsed,
                                            self.counter.sizes_since(before_sizes), verify_calls)
         return entry

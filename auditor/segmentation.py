@@ -40,8 +40,8 @@ import torch
 from auditor import __version__
 from auditor.accounting import CountingModel, PassCounter, PassTimer
 from auditor.config import config_hash
-from auditor.engine import (Prepared, SampleCache, attack_chunk, environment, overhead_block, png_base64,
-                            results_header, resume_state, step_seed)
+from auditor.engine import (Prepared, SampleCache, attack_chunk, environment, merge_details, overhead_block,
+                            png_base64, query_block, results_header, resume_state, step_seed)
 from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Metric
 from auditor.progress import Progress
@@ -262,11 +262,7 @@ class SegmentationAudit:
                 l2[chunk] = flat.double().norm(dim=1).cpu().numpy()
                 if result.queries is not None:
                     queries.extend(float(q) for q in np.asarray(result.queries).ravel())
-                for key, value in result.details.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        details[key] = details.get(key, 0) + value
-                    else:
-                        details[key] = value
+                merge_details(details, result.details)
                 if largest:
                     self._maybe_gallery(attack, params["loss"], eps_255, chunk, x, x_adv, y, roi, logits,
                                         evaluated["dice"], evaluated["iou"])
@@ -302,13 +298,7 @@ class SegmentationAudit:
         clean_dice = _mean(self.clean_values["dice"])
         entry["dice_drop"] = (clean_dice - entry["dice"]) if clean_dice is not None and entry["dice"] is not None else None
         if attack.threat_model == "black-box":
-            if queries:
-                entry["queries"] = {"mean": float(np.mean(queries)), "max": float(np.max(queries)),
-                                    "total": float(np.sum(queries)), "source": "attack"}
-            else:
-                total = passes["forward_samples"]
-                entry["queries"] = {"mean": total / self.n, "max": None, "total": float(total),
-                                    "source": "forward passes counted"}
+            entry["queries"] = query_block(queries, passes["forward_samples"], self.n)
         return entry
 
     # ------------------------------------------------------------------ gallery
