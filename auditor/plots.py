@@ -72,9 +72,12 @@ class BarGroup:
     ci95: list[tuple[float, float] | None] = field(default_factory=list)
 
 
-def _svg_string(fig: object, alt: str, id_prefix: str) -> str:
+def _svg_string(fig: object, alt: str, id_prefix: str, **savefig: object) -> str:
+    """SVG text safe to inline in one HTML page next to other figures: no XML prolog or
+    RDF metadata, ids prefixed per figure, an accessible name and the report's ``chart``
+    class. ``savefig``: extra ``Figure.savefig`` arguments (e.g. a tight bounding box)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})  # type: ignore[attr-defined]
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, **savefig)  # type: ignore[attr-defined]
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)

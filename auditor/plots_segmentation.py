@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 from typing import Any
 
 import numpy as np
+
+from auditor.plots import _svg_string
 
 # Colour-blind-safe (Okabe-Ito) contour colours, also named in the report legend.
 GROUND_TRUTH_COLOUR = "#F0E442"  # yellow
@@ -86,22 +87,6 @@ METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "missed_rate": "missed-lesion rat
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _svg_string(fig: Any, alt: str, id_prefix: str) -> str:
-    """SVG text safe to inline in one HTML page next to other figures: no XML prolog or
-    RDF metadata, ids prefixed per figure, an accessible name and the report's ``chart`` class."""
-    from markupsafe import escape
-
-    buf = io.StringIO()
-    # bbox "tight": the legend sits below the axes and must stay inside the picture
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight", pad_inches=0.05)
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
-    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{id_prefix}-{m.group(1)}"', svg)
-    svg = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{id_prefix}-{m.group(1)}"', svg)
-    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{id_prefix}-{m.group(1)})", svg)
-    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{escape(alt)}" class="chart" ', 1)
-    return svg.strip()
 
 
 def _fmt(value: Any) -> str:
@@ -144,7 +129,9 @@ def metric_vs_eps_svg(results: dict[str, Any], metric: str = "dice") -> tuple[st
         worst_text = ", ".join(f"{_fmt(v)} at {e:g}/255" for e, v in worst)
         alt = (f"Line chart of {label} against the L-inf budget, one line per attack. Clean {_fmt(clean)}"
                + (f"; worst case over all attacks {worst_text}." if worst_text and metric != "missed_rate" else "."))
-        return _svg_string(fig, alt, f"fig-seg-{metric.replace('_', '-')}"), alt
+        # bbox "tight": the legend sits below the axes and must stay inside the picture
+        return _svg_string(fig, alt, f"fig-seg-{metric.replace('_', '-')}", bbox_inches="tight",
+                           pad_inches=0.05), alt
 
 
 CAPTIONS = {
