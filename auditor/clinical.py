@@ -204,7 +204,7 @@ def run_targeted(audit: Any, positive: dict[str, Any],
     if positive["index"] is None:
         return None, None
     from auditor.engine import step_seed
-    from plugins.attacks.pgd import step_size
+    from plugins.attacks._common import step_size
 
     prep, config = audit.prep, audit.prep.config
     pos = int(positive["index"])

@@ -111,3 +111,14 @@ def square_proposal(x: torch.Tensor, x_best: torch.Tensor, eps: float, side: int
         redraw = torch.randint(0, 2, (n, c, 1, 1), generator=gen, device=device).to(x.dtype) * 2 - 1
         proposal = torch.where(same[:, None, None, None], torch.clamp(x + eps * redraw, 0.0, 1.0), proposal)
     return torch.where(inside, proposal, x_best)
+
+
+def step_size(params: dict, eps: float) -> float:
+    """A PGD step: the larger of ``step_size_eps_fraction`` x eps and ``step_size_255`` / 255
+    (whichever of the two the budget sets)."""
+    sizes = []
+    if params.get("step_size_eps_fraction"):
+        sizes.append(params["step_size_eps_fraction"] * eps)
+    if params.get("step_size_255"):
+        sizes.append(params["step_size_255"] / 255.0)
+    return max(sizes)

@@ -25,8 +25,8 @@ import torch
 
 from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, project
-from plugins.attacks.pgd import pgd_native, step_size
+from plugins.attacks._common import check_budget, project, step_size
+from plugins.attacks.pgd import pgd_native
 
 BUDGET = {
     "quick": {"steps": 10, "step_size_eps_fraction": 0.25, "step_size_255": None, "restarts": 0},

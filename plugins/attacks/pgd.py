@@ -22,22 +22,13 @@ import torch
 
 from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, input_gradient, project
+from plugins.attacks._common import check_budget, generator, input_gradient, project, step_size
 
 BUDGET = {
     "quick": {"steps": 10, "step_size_eps_fraction": 0.25, "step_size_255": None, "restarts": 0},
     "standard": {"steps": 20, "step_size_eps_fraction": None, "step_size_255": 1.0, "restarts": 0},
     "thorough": {"steps": 50, "step_size_eps_fraction": 0.1, "step_size_255": 1.0, "restarts": 5},
 }
-
-
-def step_size(params: dict[str, Any], eps: float) -> float:
-    sizes = []
-    if params.get("step_size_eps_fraction"):
-        sizes.append(params["step_size_eps_fraction"] * eps)
-    if params.get("step_size_255"):
-        sizes.append(params["step_size_255"] / 255.0)
-    return max(sizes)
 
 
 def pgd_native(

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator
-from plugins.attacks.seg_losses import PGD_BUDGET, seg_pgd, step_size
+from plugins.attacks._common import check_budget, generator, step_size
+from plugins.attacks.seg_losses import PGD_BUDGET, seg_pgd
 
 
 class SegLesionRemoval(Attack):

@@ -37,15 +37,6 @@ PGD_BUDGET = {
 }
 
 
-def step_size(params: dict, eps: float) -> float:
-    sizes = []
-    if params.get("step_size_eps_fraction"):
-        sizes.append(params["step_size_eps_fraction"] * eps)
-    if params.get("step_size_255"):
-        sizes.append(params["step_size_255"] / 255.0)
-    return max(sizes)
-
-
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     valid = valid.to(values.dtype)
     return (values * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)

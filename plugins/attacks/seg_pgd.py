@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator
-from plugins.attacks.seg_losses import LOSS_TITLES, PGD_BUDGET, seg_pgd, step_size
+from plugins.attacks._common import check_budget, generator, step_size
+from plugins.attacks.seg_losses import LOSS_TITLES, PGD_BUDGET, seg_pgd
 
 
 class SegPGD(Attack):
