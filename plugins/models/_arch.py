@@ -1,11 +1,17 @@
-"""Build a network from ``--arch module:callable`` and load a state dict into it."""
+"""Build a network from ``--arch module:callable`` and load a state dict into it.
+
+``--arch`` imports, and so runs, the named module: it is code the user chose to trust, like
+``--trust-model``. Installed modules are always found before the working directory."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import Iterator
 
 import torch
 
@@ -14,17 +20,36 @@ from auditor.errors import InputError, UsageError
 _SHOWN_KEYS = 5
 
 
-def _import(module_name: str) -> object:
+@contextmanager
+def _working_directory_last() -> Iterator[None]:
+    """The working directory at the END of sys.path while the --arch module is imported and
+    its builder called, then removed again.
+
+    The console script does not put the working directory on sys.path (``python -m``
+    does); users expect ``--arch mynet:build`` to find ./mynet.py either way. Placed last, a
+    stray ./scipy.py or ./matplotlib.py can never shadow an installed module (imported by
+    the user's module or by medaudit later), and once the network is built no later
+    import can reach into the folder at all."""
+    cwd = os.getcwd()
+    if cwd in sys.path:  # already there (python -m, PYTHONPATH): not ours to move
+        yield
+        return
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
     try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        # The console script does not put the working directory on sys.path (``python -m``
-        # does); users expect ``--arch mynet:build`` to find ./mynet.py either way.
-        cwd = os.getcwd()
-        if exc.name != module_name.split(".")[0] or cwd in sys.path:
-            raise
-        sys.path.insert(0, cwd)
-        return importlib.import_module(module_name)
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _shadow_hint(module: ModuleType, module_name: str) -> str:
+    """Why ./name.py was not used: an installed module of that name always wins."""
+    local = Path.cwd() / f"{module_name.split('.')[0]}.py"
+    origin = Path(getattr(module, "__file__", "") or "")
+    if local.is_file() and origin.resolve() != local.resolve():
+        return f" (./{local.name} is ignored: an installed module '{module_name}' comes first; rename your file)"
+    return ""
 
 
 def build_arch(spec: str) -> torch.nn.Module:
@@ -32,22 +57,24 @@ def build_arch(spec: str) -> torch.nn.Module:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise UsageError(f"--arch must look like module:callable (e.g. mynets:resnet18), got '{spec}'")
-    try:
-        module = _import(module_name)
-    except Exception as exc:  # any import-time failure is the user's module, not ours
-        raise UsageError(f"--arch {spec}: cannot import '{module_name}': {type(exc).__name__}: {exc}") from None
-    target: object = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise UsageError(f"--arch {spec}: '{module_name}' has no attribute '{attr}'")
-        target = getattr(target, part)
-    if not callable(target):
-        raise UsageError(f"--arch {spec}: '{attr}' is not callable")
-    try:
-        net = target()
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UsageError(f"--arch {spec}: calling {attr}() raised {type(exc).__name__}: {first}") from None
+    with _working_directory_last():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # any import-time failure is the user's module, not ours
+            raise UsageError(f"--arch {spec}: cannot import '{module_name}': {type(exc).__name__}: {exc}") from None
+        target: object = module
+        for part in attr.split("."):
+            if not hasattr(target, part):
+                hint = _shadow_hint(module, module_name)
+                raise UsageError(f"--arch {spec}: '{module_name}' has no attribute '{attr}'{hint}")
+            target = getattr(target, part)
+        if not callable(target):
+            raise UsageError(f"--arch {spec}: '{attr}' is not callable")
+        try:
+            net = target()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UsageError(f"--arch {spec}: calling {attr}() raised {type(exc).__name__}: {first}") from None
     if not isinstance(net, torch.nn.Module):
         raise UsageError(f"--arch {spec}: {attr}() returned {type(net).__name__}, not a torch.nn.Module")
     return net
