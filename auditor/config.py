@@ -155,12 +155,14 @@ class AuditConfig:
     detector_fit_split: str | None = "train"
     detector_fit_limit: int | None = 2000
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
+    follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
-        for key in ("out", "formats", "resume", "device", "fail_under", "junit"):
+        for key in ("out", "formats", "resume", "device", "fail_under", "junit",
+                    "follow_symlinks"):
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

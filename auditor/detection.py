@@ -294,7 +294,8 @@ def detection_for_audit(audit: Any) -> dict[str, Any]:
     prep, config = audit.prep, audit.config
     c, h, w = prep.input_shape
     options = DataOptions(channels=c, input_size=(h, w), split=config.detector_fit_split, classes=config.classes,
-                          limit=config.detector_fit_limit, seed=config.seed, task="classification")
+                          limit=config.detector_fit_limit, seed=config.seed, task="classification",
+                          follow_symlinks=config.follow_symlinks)
     with audit.progress.task("detector: loading fit data", None):
         fit_set = open_dataset(prep.registry, config.detector_fit, options, source=config.data_format)
         if len(fit_set) == 0:

@@ -359,6 +359,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         options = DataOptions(
             channels=channels, input_size=input_size, split=config.split, classes=config.classes,
             limit=config.limit, seed=config.seed, task=task, roi=config.roi,
+            follow_symlinks=config.follow_symlinks,
         )
         dataset = open_dataset(registry, config.data, options, source=config.data_format)
     if len(dataset) == 0:

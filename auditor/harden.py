@@ -84,6 +84,7 @@ class HardenConfig:
     limit: int | None = None
     seed: int = 0
     device: str = "auto"
+    follow_symlinks: bool = False  # read data files whose real path leaves --data
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -295,13 +296,14 @@ def harden(config: HardenConfig, registry: Any, progress: Progress | None = None
 
     with progress.task("loading data", None):
         options = DataOptions(channels=channels, input_size=size, split=config.split, classes=config.classes,
-                              limit=config.limit, seed=config.seed, task=task)
+                              limit=config.limit, seed=config.seed, task=task,
+                              follow_symlinks=config.follow_symlinks)
         dataset = open_dataset(registry, config.data, options, source=config.data_format)
         labels = np.asarray(dataset.targets(), dtype=np.int64)
         if config.val_split:
             val_set = open_dataset(registry, config.data, DataOptions(
                 channels=channels, input_size=size, split=config.val_split, classes=config.classes,
-                seed=config.seed, task=task), source=config.data_format)
+                seed=config.seed, task=task, follow_symlinks=config.follow_symlinks), source=config.data_format)
             train_idx, holdout = np.arange(len(dataset)), None
         else:
             train_idx, held_idx = _holdout(labels, config.val_fraction, config.seed, task == "classification")

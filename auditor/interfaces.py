@@ -49,6 +49,8 @@ class DataOptions:
     seed: int = 0
     task: str = "classification"
     roi: Path | None = None  # segmentation: folder of region-of-interest masks
+    # read listed files whose real path (links, "..") leaves the data folder (--follow-symlinks)
+    follow_symlinks: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

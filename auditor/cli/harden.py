@@ -57,8 +57,9 @@ def harden(
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names in label order.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Train on a seeded, stratified sample of N images.")] = None,
     data_format: Annotated[Optional[str], typer.Option(help="Data layout, overriding detection.")] = None,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Read data files whose real path (symbolic links, '..') lies outside the data folder; refused by default.")] = False,
     model_format: Annotated[Optional[str], typer.Option("--format", help="Model format, overriding detection.")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="module:callable building the architecture for a state dict.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="module:callable building the architecture for a state dict. This IMPORTS AND RUNS that module's code.")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow a whole pickled nn.Module. This EXECUTES CODE from the model file.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects (the saved model expects it too).")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
@@ -85,7 +86,7 @@ def harden(
         eval_steps=eval_steps, modality=modality, input_size=parse_size(input_size), channels=channels,
         classes=parse_list(classes, "--classes"), data_format=data_format, model_format=model_format, arch=arch,
         trust_model=trust_model, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), limit=limit,
-        seed=seed, device=device,
+        seed=seed, device=device, follow_symlinks=follow_symlinks,
     )
     config.check()
     progress = RichProgress(quiet=quiet or as_json)

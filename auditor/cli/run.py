@@ -86,11 +86,12 @@ def run(
     modality: Annotated[str, typer.Option(help="Modality preset (see `medaudit modalities`): sets channels, input size, eps grid and report text.")] = "dermoscopy",
     task: Annotated[Optional[str], typer.Option(help="classification or segmentation (default: detected from the model's output shape).")] = None,
     model_format: Annotated[Optional[str], typer.Option("--format", help="Model format, overriding detection: torchscript, export, onnx, state-dict, pickle.")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="module:callable that builds the architecture for a state dict, e.g. auditor.architectures:resnet18.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="module:callable that builds the architecture for a state dict, e.g. auditor.architectures:resnet18. This IMPORTS AND RUNS that module's code (found in the installed packages first, then the working directory).")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow loading a whole pickled nn.Module. This EXECUTES CODE from the model file: use only for files from authors you trust.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406; medaudit wraps the model so attacks work in [0,1].")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
     data_format: Annotated[Optional[str], typer.Option(help="Data layout, overriding detection: folder, csv, npz, seg-folders, ...")] = None,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Read data files (in --data and --detector-fit) whose real path, through a symbolic link or '..', lies outside the data folder; refused by default.")] = False,
     split: Annotated[Optional[str], typer.Option(help="Split to audit (CSV split column, MedMNIST train/val/test).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names in label order.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Audit a seeded, stratified sample of N images.")] = None,
@@ -168,7 +169,7 @@ def run(
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
-        detector_samples=detector_samples,
+        detector_samples=detector_samples, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
     )
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -165,6 +166,56 @@ def empty_batch(channels: int, size: tuple[int, int] | None, segmentation: bool)
     h, w = size or (0, 0)
     targets = torch.zeros((0, h, w) if segmentation else (0,), dtype=torch.int64)
     return Batch(torch.zeros((0, channels, h, w)), targets, [], np.zeros(0, dtype=np.int64), None)
+
+
+# ----------------------------------------------------------------------- the root
+class DataRoot:
+    """The folder a data set's files must really live in.
+
+    A data folder is often someone else's: a class folder or sub-folder that is a symbolic
+    link, or a manifest path with ``..``, would make medaudit read (and put into its
+    report) files from anywhere on the machine. Every listed file's real path
+    (:func:`os.path.realpath`, symbolic links and ``..`` resolved) must therefore lie
+    under the real root, unless the user passed ``--follow-symlinks``
+    (``DataOptions.follow_symlinks``)."""
+
+    def __init__(self, path: Path, options: DataOptions, label: str = "data folder") -> None:
+        self.path = path
+        self.real = Path(os.path.realpath(path))
+        self.follow = options.follow_symlinks
+        self.label = label
+
+    def check(self, path: Path, what: str) -> Path:
+        """``path`` itself when it stays inside the root; ``what`` names it in the error."""
+        if self.follow:
+            return path
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self.real):
+            raise InputError(
+                f"{what} is outside the {self.label} (it resolves to '{real}' through a symbolic link "
+                f"or '..'); move it into '{self.path}' or pass --follow-symlinks to read it anyway"
+            )
+        return path
+
+
+def refuse_repeated_images(samples: Sequence[Sample], class_names: Sequence[str], where: str) -> None:
+    """Refuse a file listed twice (by real path, so a link or ``a/../a.png`` is caught).
+
+    Under two labels the ground truth contradicts itself; under one it is counted twice,
+    weighting the accuracy. Either way the data set is not what its owner thinks it is."""
+    seen: dict[str, Sample] = {}
+    for sample in samples:
+        key = os.path.realpath(sample.image)
+        first = seen.setdefault(key, sample)
+        if first is sample:
+            continue
+        also = "" if first.name == sample.name else f" (also as '{first.name}')"
+        if first.label != sample.label:
+            raise InputError(
+                f"{where}: image '{sample.name}'{also} is listed under two labels, "
+                f"'{class_names[first.label]}' and '{class_names[sample.label]}'; keep one entry per image"
+            )
+        raise InputError(f"{where}: image '{sample.name}'{also} is listed twice; keep one entry per image")
 
 
 # ------------------------------------------------------------------------ dataset
@@ -347,12 +398,14 @@ def _mapping_classes(mask_values: Any) -> list[int]:
     return list(range(len(list(mask_values))))
 
 
-def match_by_stem(folder: Path, root: Path, what: str) -> dict[str, Path]:
-    """Image files in ``folder`` keyed by stem; two files sharing a stem are ambiguous."""
+def match_by_stem(folder: Path, root: Path, what: str, inside: DataRoot) -> dict[str, Path]:
+    """Image files in ``folder`` keyed by stem; two files sharing a stem are ambiguous.
+    Each must really lie ``inside`` its root (see :class:`DataRoot`)."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if not path.is_file() or imaging.is_ignorable(path) or not imaging.is_image_file(path):
             continue
+        inside.check(path, f"{what} '{relative_name(path, root)}'")
         if path.stem in found:
             raise InputError(
                 f"{what} '{relative_name(path, root)}' and '{relative_name(found[path.stem], root)}' "
@@ -362,13 +415,13 @@ def match_by_stem(folder: Path, root: Path, what: str) -> dict[str, Path]:
     return found
 
 
-def attach_rois(samples: list[Sample], roi_dir: Path | None, root: Path) -> list[Sample]:
+def attach_rois(samples: list[Sample], roi_dir: Path | None, root: Path, inside: DataRoot) -> list[Sample]:
     """Pair each sample with the ROI mask of the same stem in ``roi_dir`` (all or error)."""
     if roi_dir is None:
         return samples
     if not roi_dir.is_dir():
         raise InputError(f"ROI folder '{roi_dir}' does not exist; check --roi")
-    rois = match_by_stem(roi_dir, root, "ROI mask")
+    rois = match_by_stem(roi_dir, root, "ROI mask", inside)
     out = []
     for s in samples:
         roi = rois.get(Path(s.name).stem)

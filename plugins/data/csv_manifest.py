@@ -7,8 +7,10 @@ column adds a region of interest); an optional ``split`` column is filtered by
 Labels are either all integers (class indices; names from ``--classes`` or "0".."K-1") or
 class names (sorted, or ``--classes`` order). The number of classes is taken from the
 whole file, not the selected split, so a split that happens to lack a class still has
-the model's full set of outputs. Paths may not be absolute or climb out with ``..``: a
-manifest should not be able to make medaudit read files outside its own folder.
+the model's full set of outputs. Paths may not be absolute, and a path whose real location
+(``..`` and symbolic links resolved) leaves the CSV's folder is refused unless
+``--follow-symlinks``: a manifest should not be able to make medaudit read files from
+elsewhere on the machine. An image listed twice (under one label or two) is refused.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from auditor import imaging
 from auditor.errors import InputError
 from auditor.interfaces import DataOptions, DataSource, Dataset
 from plugins.data.common import (
+    DataRoot,
     FileDataset,
     Sample,
     attach_rois,
     check_class_count,
     check_options,
+    refuse_repeated_images,
     require_samples,
     segmentation_classes,
 )
@@ -68,19 +72,20 @@ def _read_rows(manifest: Path) -> tuple[list[str], list[tuple[int, dict[str, str
     return columns, rows
 
 
-def _safe_path(value: str, manifest: Path, line: int, column: str) -> tuple[Path, str]:
-    """Resolve a manifest path under the CSV's folder, refusing absolute and ``..`` paths."""
+def _safe_path(value: str, manifest: Path, line: int, column: str, inside: DataRoot) -> tuple[Path, str]:
+    """Resolve a manifest path under the CSV's folder: absolute paths are refused, and so
+    is any path whose real location (``..`` and symbolic links resolved) leaves the folder."""
     where = f"line {line} of '{manifest.name}'"
     if not value:
         raise InputError(f"{where}: the '{column}' cell is empty; give a path relative to the CSV")
     rel = value.replace("\\", "/")
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(value).drive or ".." in PurePosixPath(rel).parts:
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(value).drive:
         raise InputError(
             f"{where}: {column} path '{value}' is outside the CSV's folder; "
-            f"use a path relative to '{manifest.parent}' without '..'"
+            f"use a path relative to '{manifest.parent}'"
         )
     name = PurePosixPath(rel).as_posix()
-    path = manifest.parent / name
+    path = inside.check(manifest.parent / name, f"{where}: {column} path '{value}'")
     if not path.is_file():
         raise InputError(f"{where}: {column} file '{name}' does not exist under '{manifest.parent}'")
     if not imaging.is_image_file(path):
@@ -149,18 +154,21 @@ class CsvSource(DataSource):
         else:
             labels, class_names = _class_labels(rows, manifest, options)
         rows = self._select_split(rows, columns, manifest, options)
+        inside = DataRoot(manifest.parent, options, "CSV's folder")
         samples = []
         for line, row in rows:
-            image, name = _safe_path(row["image"], manifest, line, "image")
+            image, name = _safe_path(row["image"], manifest, line, "image", inside)
             mask = mask_name = roi = roi_name = None
             if segmentation:
-                mask, mask_name = _safe_path(row["mask"], manifest, line, "mask")
+                mask, mask_name = _safe_path(row["mask"], manifest, line, "mask", inside)
                 if row.get("roi"):
-                    roi, roi_name = _safe_path(row["roi"], manifest, line, "roi")
+                    roi, roi_name = _safe_path(row["roi"], manifest, line, "roi", inside)
             samples.append(Sample(image, name, labels[line], mask, mask_name, roi, roi_name))
         require_samples(len(samples), str(manifest))
+        refuse_repeated_images(samples, class_names, f"'{manifest.name}'")
         if segmentation and options.roi is not None:
-            samples = attach_rois(samples, Path(options.roi), manifest.parent)
+            roi_dir = Path(options.roi)  # named on the command line: its files stay inside it
+            samples = attach_rois(samples, roi_dir, manifest.parent, DataRoot(roi_dir, options, "--roi folder"))
         return FileDataset(
             source=str(path), format=self.name, samples=samples, class_names=class_names, options=options,
             facts={"manifest": manifest.name},

@@ -5,7 +5,8 @@ or the one named by the ``mask_dir`` option) and optionally a region-of-interest
 (``--roi``, or ``fov/`` / ``roi/`` next to ``images/``, as DRIVE ships its field-of-view
 masks). With ``--split NAME`` the layout may sit under ``root/NAME/``. Masks are binarised
 (> 0) for two classes or mapped with ``mask_values`` (see
-:func:`auditor.imaging.mask_to_classes`).
+:func:`auditor.imaging.mask_to_classes`). Images, masks and ROIs must really lie inside the
+data folder (or the folder named by ``mask_dir`` / ``--roi``) unless ``--follow-symlinks``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 from auditor.errors import InputError
 from auditor.interfaces import DataOptions, DataSource, Dataset
 from plugins.data.common import (
+    DataRoot,
     FileDataset,
     Sample,
     attach_rois,
     check_options,
     match_by_stem,
+    refuse_repeated_images,
     relative_name,
     require_samples,
     segmentation_classes,
@@ -81,8 +84,12 @@ class SegFoldersSource(DataSource):
         if mask_dir is None or not mask_dir.is_dir():
             wanted = options.extra.get("mask_dir") or "/".join(MASK_DIRS[:3])
             raise InputError(f"'{root}' has no mask folder ({wanted}/); add one or name it with the mask_dir option")
-        images = match_by_stem(image_dir, root, "image")
-        masks = match_by_stem(mask_dir, root, "mask")
+        inside = DataRoot(root, options)
+        # A mask or ROI folder named on the command line is the user's own choice of
+        # place, so its files need only stay inside it; found ones stay inside the root.
+        explicit_masks = bool(options.extra.get("mask_dir"))
+        images = match_by_stem(image_dir, root, "image", inside)
+        masks = match_by_stem(mask_dir, root, "mask", DataRoot(mask_dir, options) if explicit_masks else inside)
         samples = []
         for stem, image in sorted(images.items()):
             mask = masks.get(stem)
@@ -94,7 +101,9 @@ class SegFoldersSource(DataSource):
             samples.append(Sample(image, relative_name(image, root), 0, mask, relative_name(mask, root)))
         require_samples(len(samples), str(image_dir))
         roi_dir = Path(options.roi) if options.roi is not None else _subdir(root, ROI_DIRS)
-        samples = attach_rois(samples, roi_dir, root)
+        roi_inside = DataRoot(roi_dir, options) if options.roi is not None and roi_dir is not None else inside
+        samples = attach_rois(samples, roi_dir, root, roi_inside)
+        refuse_repeated_images(samples, (), str(image_dir))
         facts = {"mask_dir": relative_name(mask_dir, root), "roi_dir": relative_name(roi_dir, root) if roi_dir else None}
         return FileDataset(
             source=str(path), format=self.name, samples=samples, class_names=segmentation_classes(options),
