@@ -127,6 +127,11 @@ class ModelLoader(ABC):
     def load(self, path: Path, options: ModelOptions) -> torch.nn.Module:
         """Return a module in eval mode. Raise :class:`auditor.errors.InputError` on failure."""
 
+    def companion_files(self, path: Path) -> list[Path]:
+        """Other files the model at ``path`` is read from (e.g. ONNX external data); they
+        are part of the model's fingerprint (``sha256``, ``--resume``). Called after ``load``."""
+        return []
+
 
 # ------------------------------------------------------------------------- attacks
 @dataclass

@@ -59,6 +59,20 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def model_sha256(path: Path, companions: Sequence[Path] = ()) -> str:
+    """The model's fingerprint: the file's sha256 alone when it is self-contained (so it
+    matches ``sha256sum``), else a sha256 over the names and hashes of the file and of every
+    companion (ONNX external data), in a stable order, so no part can change unnoticed."""
+    if not companions:
+        return sha256_file(path)
+
+    def name(file: Path) -> str:
+        return file.relative_to(path.parent).as_posix() if file.is_relative_to(path.parent) else str(file)
+
+    parts = [(path.name, sha256_file(path))] + sorted((name(Path(c)), sha256_file(c)) for c in companions)
+    return hashlib.sha256("".join(f"{digest}  {name}\n" for name, digest in parts).encode()).hexdigest()
+
+
 class NormalizedModel(torch.nn.Module):
     """``model((x - mean) / std)``, per channel, so attacks keep working in [0, 1] units."""
 
@@ -120,7 +134,7 @@ def open_model(
     return LoadedModel(
         module=module,
         path=path,
-        sha256=sha256_file(path),
+        sha256=model_sha256(path, getattr(loader, "companion_files", lambda _: [])(path)),
         format=name,
         loader=registry.provider(KIND, name),
         executes_code=bool(loader.executes_code),

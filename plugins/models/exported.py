@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ import torch
 
 from auditor.errors import InputError
 from auditor.interfaces import ModelLoader, ModelOptions
+from plugins.models._pt2_scan import archive_errors, document_errors
 from plugins.models._torchfile import first_line, zip_names
+from plugins.models._unsafe_ops import first_of
 
 
 class _Refused(Exception):
@@ -41,6 +44,23 @@ def _refuse_aoti(*args: Any, **kwargs: Any) -> Any:
     raise _Refused("it contains an AOTInductor-compiled model (a native shared library)")
 
 
+def _refuse_errors(errors: list[str]) -> None:
+    if errors:
+        raise _Refused(f"torch would evaluate text from the file: {first_of(errors)}")
+
+
+def _checked(parse: Any) -> Any:
+    """Wraps torch's JSON-to-dataclass readers: the bytes torch itself parses are checked
+    too, so a zip that reads differently in Python's zipfile and torch's reader gains nothing."""
+
+    def wrapper(cls: Any, data: Any) -> Any:
+        document = json.loads(data) if isinstance(data, (bytes, str)) else data
+        _refuse_errors(document_errors(document))
+        return parse(cls, data)
+
+    return wrapper
+
+
 _FORCE = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 _FORCE_NO = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -51,24 +71,35 @@ def _no_code_from_file() -> Iterator[None]:
     ``torch.load(weights_only=False)`` on pickled weights and constants, ``pickle.loads``
     on opaque constants, and dlopens AOTInductor libraries. We force weights-only
     ``torch.load`` through torch's own switch, swap the reader's ``pickle`` for one that
-    refuses globals and refuse AOTInductor payloads. The environment variable is
+    refuses globals and refuse AOTInductor payloads. Text torch evaluates (sizes, guards,
+    operator and argument names) is checked by :mod:`plugins.models._pt2_scan`, on the
+    archive beforehand and again on the very bytes torch parses. The environment variable is
     process-wide; it is set only for the duration of the load and only ever makes other
     loads stricter. If torch's internals move, we refuse rather than load unguarded."""
     try:
+        from torch._export.serde import serialize
         from torch.export.pt2_archive import _package as reader
     except ImportError:
-        reader = None
-    if reader is None or not hasattr(reader, "pickle") or not hasattr(reader, "_load_aoti"):
+        reader = serialize = None
+    hooks = (
+        (reader, ("pickle", "_load_aoti", "_dict_to_dataclass")),
+        (serialize, ("_bytes_to_dataclass",)),
+    )
+    if any(module is None or not all(hasattr(module, n) for n in names) for module, names in hooks):
         raise _Refused(f"torch {torch.__version__} changed torch.export internals medaudit guards")
     saved = {k: os.environ.get(k) for k in (_FORCE, _FORCE_NO)}
-    saved_pickle, saved_aoti = reader.pickle, reader._load_aoti
+    saved_reader = reader.pickle, reader._load_aoti, reader._dict_to_dataclass
+    saved_parse = serialize._bytes_to_dataclass
     os.environ[_FORCE] = "1"
     os.environ.pop(_FORCE_NO, None)  # torch refuses to run with both set
     reader.pickle, reader._load_aoti = _SafePickle(), _refuse_aoti
+    reader._dict_to_dataclass = _checked(reader._dict_to_dataclass)  # payload configs
+    serialize._bytes_to_dataclass = _checked(saved_parse)  # programs
     try:
         yield
     finally:
-        reader.pickle, reader._load_aoti = saved_pickle, saved_aoti
+        reader.pickle, reader._load_aoti, reader._dict_to_dataclass = saved_reader
+        serialize._bytes_to_dataclass = saved_parse
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -123,8 +154,11 @@ class ExportLoader(ModelLoader):
 
     def load(self, path: Path, options: ModelOptions) -> torch.nn.Module:
         try:
+            _refuse_errors(archive_errors(path))
             with _no_code_from_file():
                 program = torch.export.load(str(path))
+                # module() compiles the (checked) guards_code with exec: keep it inside the guard
+                graph_module = program.module()
         except _Refused as exc:
             raise InputError(
                 f"{path} was refused: {exc}; save the model with torch.export.save, or as TorchScript or ONNX"
@@ -136,7 +170,6 @@ class ExportLoader(ModelLoader):
             ) from None
         except Exception as exc:  # torch raises many types for a corrupt or foreign archive
             raise InputError(f"cannot load {path} as a torch.export program: {first_line(exc)}") from None
-        graph_module = program.module()
         training = _training_ops(graph_module)
         if training:
             raise InputError(

@@ -105,6 +105,44 @@ class OnnxLoader(ModelLoader):
             ) from None
         return module.to(options.device).eval()
 
+    def companion_files(self, path: Path) -> list[Path]:
+        """The external-data files the model's tensors are stored in. ``onnx.load`` has
+        already refused any that lies outside the model's folder or is a symbolic link."""
+        onnx, _, _ = _import_onnx2torch()
+        proto = onnx.load(str(path), load_external_data=False)
+        files = {path.parent / location for location in _external_locations(proto.graph)}
+        for function in proto.functions:
+            for node in function.node:
+                files.update(path.parent / loc for loc in _attribute_locations(node))
+        return sorted(files)
+
+
+def _attribute_locations(node: Any) -> set[str]:
+    found: set[str] = set()
+    for attribute in node.attribute:
+        for tensor in [attribute.t, *attribute.tensors]:
+            found.update(_tensor_location(tensor))
+        for graph in [attribute.g, *attribute.graphs]:
+            found.update(_external_locations(graph))
+    return found
+
+
+def _tensor_location(tensor: Any) -> set[str]:
+    return {entry.value for entry in tensor.external_data if entry.key == "location"}
+
+
+def _external_locations(graph: Any) -> set[str]:
+    """Locations of every tensor of ``graph`` stored outside the .onnx file: initializers,
+    sparse initializers and tensors in node attributes, subgraphs included."""
+    found: set[str] = set()
+    tensors = [*graph.initializer]
+    tensors += [part for sparse in graph.sparse_initializer for part in (sparse.values, sparse.indices)]
+    for tensor in tensors:
+        found.update(_tensor_location(tensor))
+    for node in graph.node:
+        found.update(_attribute_locations(node))
+    return found
+
 
 def _opset(proto: Any) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

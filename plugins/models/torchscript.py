@@ -10,12 +10,16 @@ import torch
 
 from auditor.errors import InputError
 from auditor.interfaces import ModelLoader, ModelOptions
+from plugins.models._script_ops import refused_calls
 from plugins.models._torchfile import TORCHSCRIPT_SUFFIXES, first_line, is_torchscript_archive
+from plugins.models._unsafe_ops import first_of
 
 
 class TorchScriptLoader(ModelLoader):
     """``torch.jit.load``. Its C++ unpickler only resolves TorchScript types, never
-    arbitrary Python globals, so loading an untrusted archive does not run Python code."""
+    arbitrary Python globals, so loading an untrusted archive does not run Python code.
+    The model's own code can still reach files, threads and the network through a few
+    operators; models that call them are refused unless ``--trust-model``."""
 
     name: ClassVar[str] = "torchscript"
     suffixes: ClassVar[tuple[str, ...]] = TORCHSCRIPT_SUFFIXES
@@ -33,4 +37,10 @@ class TorchScriptLoader(ModelLoader):
                 module = torch.jit.load(str(path), map_location=options.device)
         except Exception as exc:  # torch raises RuntimeError, ValueError or c10 errors here
             raise InputError(f"cannot load {path} as TorchScript: {first_line(exc)}") from None
+        refused = [] if options.trust_model else refused_calls(module)
+        if refused:
+            raise InputError(
+                f"{path} was refused: its code calls an operation that acts outside the model, "
+                f"{first_of(refused)}; re-run with --trust-model only if you trust its author"
+            )
         return module.eval()
