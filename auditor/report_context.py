@@ -20,7 +20,18 @@ from markupsafe import Markup
 
 from auditor import plots
 
-BASE64_RE = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+# Values that reach CSS (a style attribute) get no help from HTML autoescaping: for it
+# "red;background:url(file:///...)" is plain text, for a browser or WeasyPrint a fetch.
+# So a colour is one of these shapes or it is replaced, never passed through.
+HEX_COLOUR_RE = re.compile(r"#(?:[0-9A-Fa-f]{3}){1,2}")
+NAMED_COLOURS = frozenset({"black", "white", "grey", "gray", "red", "green", "blue", "yellow", "orange",
+                           "purple", "transparent"})
+FALLBACK_COLOUR = "transparent"
+# The images results.json may carry (base64 PNG written by our own plots); the templates
+# put them after a fixed "data:image/png;base64," so only the payload is checked here.
+IMAGE_KEYS = ("clean_png", "adv_png", "perturbation_png", "overlay_png")
 
 
 # ------------------------------------------------------------------ formatting
@@ -98,6 +109,13 @@ def plain(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
+def css_colour(value: Any) -> str:
+    """A colour safe inside a style attribute: #rgb, #rrggbb or a plain name; else transparent."""
+    if isinstance(value, str) and (HEX_COLOUR_RE.fullmatch(value) or value.lower() in NAMED_COLOURS):
+        return value
+    return FALLBACK_COLOUR
+
+
 def class_label(value: Any) -> str:
     """A class name for prose: data sets with numeric labels read 'class 1', not '1'."""
     text = "n/a" if value is None else str(value)
@@ -106,7 +124,7 @@ def class_label(value: Any) -> str:
 
 FILTERS: dict[str, Callable[..., str]] = {
     "pct": pct, "num": num, "fixed": fixed, "count": count, "eps255": eps255, "eps_unit": eps_unit, "as255": as255, "seconds": seconds,
-    "short_date": short_date, "plain": plain, "class_label": class_label,
+    "short_date": short_date, "plain": plain, "class_label": class_label, "css_colour": css_colour,
 }
 
 
@@ -289,19 +307,29 @@ def defense_recommendations(results: dict[str, Any], worst: list[dict[str, Any]]
     return items
 
 
+def _base64(value: Any) -> str | None:
+    return value if isinstance(value, str) and BASE64_RE.fullmatch(value) else None
+
+
 def gallery(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gallery items whose images are plain base64 (anything else is dropped, not inlined)."""
+    """Gallery items (both tasks) whose images are plain base64 and whose legend colours are
+    colours: a path, a URL or CSS in either is dropped, never inlined."""
     out = []
     for item in _list(results.get("gallery")):
         if not isinstance(item, dict):
             continue
-        images = {k: item.get(k) for k in ("clean_png", "adv_png", "perturbation_png")}
-        safe = {k: v for k, v in images.items() if isinstance(v, str) and BASE64_RE.match(v)}
-        out.append({**item, **{k: safe.get(k) for k in images}})
+        legend = [{**entry, "colour": css_colour(entry.get("colour"))}
+                  for entry in _list(item.get("legend")) if isinstance(entry, dict)]
+        out.append({**item, **{k: _base64(item.get(k)) for k in IMAGE_KEYS}, "legend": legend})
     return out
 
 
 # --------------------------------------------------------------------- figures
+def _number(value: Any) -> float | None:
+    """A plotted value: a hostile or broken results.json may hold text where numbers belong."""
+    return value if _finite(value) else None
+
+
 def _ci(block: Any) -> tuple[float, float] | None:
     ci = _dict(block).get("ci95")
     return (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 and all(_finite(v) for v in ci) else None
@@ -319,10 +347,10 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
     xs = [0.0] + [w.get("eps_255") for w in worst]
     curves = []
     for row in rows:
-        values = [clean.get("accuracy")] + [c.get("robust_accuracy") if c else None for c in row["cells"]]
+        values = [clean.get("accuracy")] + [_number(c.get("robust_accuracy")) if c else None for c in row["cells"]]
         cis = [_ci(clean)] + [_ci(c) if c else None for c in row["cells"]]
         curves.append(plots.Curve(row["title"], [0.0] + list(eps_list), values, cis))
-    curves.append(plots.Curve("worst case", xs, [clean.get("accuracy")] + [w.get("robust_accuracy") for w in worst],
+    curves.append(plots.Curve("worst case", xs, [clean.get("accuracy")] + [_number(w.get("robust_accuracy")) for w in worst],
                               [_ci(clean)] + [_ci(w) for w in worst], emphasis=True))
     worst_text = ", ".join(f"{pct(w.get('robust_accuracy'))} at {eps255(w.get('eps_255'))}" for w in worst)
     alt = (f"Line chart of accuracy against the L-inf budget. Clean accuracy {pct(clean.get('accuracy'))}; "
@@ -336,11 +364,11 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
     }
     if classes and any(c["clean"] for c in classes):
         names = [c["name"] for c in classes]
-        groups = [plots.BarGroup("clean", [_dict(c["clean"]).get("accuracy") for c in classes],
+        groups = [plots.BarGroup("clean", [_number(_dict(c["clean"]).get("accuracy")) for c in classes],
                                  [_ci(c["clean"]) for c in classes])]
         for j, w in enumerate(worst):
             groups.append(plots.BarGroup(eps255(w.get("eps_255")),
-                                         [_dict(c["by_eps"][j]).get("accuracy") for c in classes],
+                                         [_number(_dict(c["by_eps"][j]).get("accuracy")) for c in classes],
                                          [_ci(c["by_eps"][j]) for c in classes]))
         parts = []
         for c in classes:
@@ -376,7 +404,8 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
     config = _dict(results.get("config"))
     summary = _dict(results.get("summary"))
     task = model.get("task") or config.get("task") or "classification"
-    worst = [w for w in _list(results.get("worst_case")) if isinstance(w, dict)]
+    # an entry without a numeric budget cannot be placed in a table or on an axis
+    worst = [w for w in _list(results.get("worst_case")) if isinstance(w, dict) and _finite(w.get("eps_255"))]
     eps_list, rows = attack_table(results)
     classes = per_class_rows(results, worst) if task == "classification" else []
     return {
@@ -397,7 +426,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "recommendation": recommendation_level(summary, eps_list),
         "defenses": defense_recommendations(results, worst, rows),
         "measured_defenses": [d for d in _list(results.get("defenses")) if isinstance(d, dict)],
-        "gallery": gallery(results) if task == "classification" else [],
+        "gallery": gallery(results),
         "checks": checks_view(results),
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),

@@ -6,25 +6,42 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 from auditor.errors import InputError, MedauditError
 from auditor.interfaces import ReportOptions
 from auditor.results import file_mode
 from plugins.reporters.html import HtmlReporter
+from report_templates import TEMPLATE_DIR
 
 SYSTEM_PACKAGES = "libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libfontconfig1"
 
 
 class RemoteFetchRefused(ValueError):
-    """Raised by the fetcher for any URL that is not data: or a local file."""
+    """Raised by the fetcher for any URL that is not data: or a packaged template file."""
+
+
+def _packaged_file(url: str) -> bool:
+    """A file: URL naming a file inside the built-in template folder (fonts, say), symlinks
+    resolved first so a link planted there cannot point elsewhere."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):  # file://server/share is a network fetch
+        return False
+    path = Path(url2pathname(unquote(parts.path))).resolve()
+    return path.is_relative_to(TEMPLATE_DIR.resolve())
 
 
 def check_url(url: str) -> None:
-    """A report must never reach the network while it renders: only data: URIs and local
-    files are fetched, anything else raises (WeasyPrint then skips the resource)."""
+    """A report must never reach the network or the auditor's files while it renders.
+
+    Its images are data: URIs made by medaudit's own plots, so those are fetched, as are
+    files packaged with the templates; anything else (http, a file elsewhere, such as one
+    a hostile results.json or template names) raises, and WeasyPrint logs it and skips it."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme not in ("data", "file"):
-        raise RemoteFetchRefused(f"medaudit reports do not fetch remote resources: {url[:80]}")
+    if scheme == "data" or (scheme == "file" and _packaged_file(url)):
+        return
+    raise RemoteFetchRefused(f"medaudit reports fetch only data: URIs and their packaged files, not {url[:80]}")
 
 
 def _weasyprint() -> Any:

@@ -3,6 +3,12 @@
 Autoescaping is on for every template whatever its name: class names, file paths and
 plugin metadata in ``results.json`` come from users and third parties and must reach
 the page as text. Only the SVG figures (escaped by matplotlib) are marked safe.
+
+Templates run in jinja2's immutable sandbox, built-ins and ``--template-dir`` ones alike:
+a template from a branding folder someone handed over is not trusted code, so it may read
+the report context but not reach Python internals (``''.__class__.__mro__``), call
+methods that change data, or read files outside the template folders. The sandbox does
+not bound time or memory: a template can still loop for long.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from auditor.errors import InputError, UsageError
 from auditor.report_context import FILTERS, build_context
@@ -40,8 +48,16 @@ def make_loader(template_dirs: Iterable[Path] = (), packages: Iterable[str] = ()
     return jinja2.ChoiceLoader([*user, *plugin, builtin, jinja2.PrefixLoader({"builtin": builtin})])
 
 
+class ReportSandbox(ImmutableSandboxedEnvironment):
+    """The stock sandbox turns an unsafe attribute into an undefined value that renders as
+    nothing; here it is an error, so a template that tries is refused, not half-rendered."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} object is not allowed")
+
+
 def make_environment(template_dirs: Iterable[Path] = (), packages: Iterable[str] = ()) -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = ReportSandbox(
         loader=make_loader(template_dirs, packages),
         autoescape=True,  # every template, not only *.html: ours end in .jinja
         undefined=jinja2.ChainableUndefined,  # a missing optional key renders empty, never raises
@@ -59,6 +75,8 @@ def render_html(results: dict[str, Any], template_dirs: Iterable[Path] = (), pac
     env = make_environment(template_dirs, packages)
     try:
         return env.get_template(template).render(**build_context(results, rendered_at))
+    except SecurityError as exc:
+        raise InputError(f"report template refused by the sandbox: {exc}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(f"report template {exc.filename or exc.name}:{exc.lineno}: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:

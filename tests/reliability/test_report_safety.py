@@ -104,5 +104,6 @@ def test_pdf_fetcher_refuses_remote_urls_without_touching_the_network(tmp_path, 
     refused = {url for url, allowed in asked if not allowed}
     assert {remote[0], remote[1], remote[3]} <= refused
     assert all(not url.startswith(("http:", "https:", "ftp:")) for url, allowed in asked if allowed)
-    assert (local.as_uri(), True) in asked  # local files still work: the fetcher is in use
+    # the fetcher is in use, and a file outside the packaged templates is refused too (issue 12)
+    assert (local.as_uri(), False) in asked
     assert network_watch == []

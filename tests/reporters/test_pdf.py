@@ -121,10 +121,14 @@ def test_pdftoppm_renders_page_one(rendered_pdf, tmp_path):
     assert image.size[0] > 300 and ImageStat.Stat(image).stddev[0] > 10  # not blank
 
 
-def test_url_fetcher_allows_only_data_and_local_files():
+def test_url_fetcher_allows_only_data_and_packaged_files():
+    from report_templates import TEMPLATE_DIR
+
     check_url("data:image/png;base64,AAAA")
-    check_url("file:///tmp/x.css")
-    for url in ("http://example.com/a.png", "https://example.com/a.css", "ftp://x/y", "//cdn.example/x"):
+    check_url((TEMPLATE_DIR / "css" / "report.css").as_uri())
+    for url in ("http://example.com/a.png", "https://example.com/a.css", "ftp://x/y", "//cdn.example/x",
+                "file:///tmp/x.css", "file:///etc/passwd", (TEMPLATE_DIR / ".." / "pyproject.toml").as_uri(),
+                "file://fileserver.example/share/x.png"):
         with pytest.raises(RemoteFetchRefused):
             check_url(url)
 
