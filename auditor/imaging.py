@@ -62,7 +62,7 @@ def _too_large(name: str, pixels: int | None = None) -> InputError:
     )
 
 
-def _check_pixel_count(name: str, pixels: int) -> None:
+def check_pixel_count(name: str, pixels: int) -> None:
     limit = _max_pixels()
     if limit is not None and pixels > limit:
         raise _too_large(name, pixels)
@@ -164,7 +164,7 @@ def _read_tiff(path: Path, name: str) -> np.ndarray:
         with _quiet_logger("tifffile"), tifffile.TiffFile(path) as tif:
             shape = tuple(tif.series[0].shape)
             plane = shape[:2] if len(shape) == 3 and shape[-1] in (1, 2, 3, 4) else shape[-2:]
-            _check_pixel_count(name, int(np.prod(plane)))
+            check_pixel_count(name, int(np.prod(plane)))
             return np.asarray(tif.asarray())
     except InputError:
         raise
@@ -183,7 +183,7 @@ def _read_dicom(path: Path, name: str) -> np.ndarray:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except Exception as exc:  # noqa: BLE001 - pydicom's errors are not one hierarchy
         raise InputError(f"DICOM file '{name}' cannot be read ({exc}); replace or remove it") from None
-    _check_pixel_count(name, rows * cols)
+    check_pixel_count(name, rows * cols)
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         raise InputError(
             f"DICOM file '{name}' has {ds.NumberOfFrames} frames; multi-frame DICOM is not "

@@ -8,12 +8,20 @@ The images are never loaded whole: an ``.npz`` is a zip of ``.npy`` files, so ``
 seeks inside the zip member to the rows it needs. A forward seek in a compressed member
 decompresses and discards what lies before, so the open member is kept and reused while
 requests move forward (the engine's usual order), making a full pass linear.
+
+An archive is checked before its data is read: every array must be a plain numeric,
+C-ordered one whose header declares exactly the bytes its member holds (so a header
+claiming a terabyte is refused, not allocated), images must stay under PIL's pixel limit,
+and labels must be non-negative integer class indices. Nothing is ever unpickled
+(``allow_pickle=False``, and object arrays are refused by their header).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -54,20 +62,67 @@ def _read_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     return np.lib.format.read_array_header_2_0(handle)
 
 
+# Stored types that are pixel values or class indices: bool, signed, unsigned, float.
+# Strings, complex numbers, dates, records and objects are refused before they are read.
+NUMERIC_KINDS = "biuf"
+
+
+def _pickled(key: str, path: Path) -> InputError:
+    # numpy needs pickle to read an object array, and loading a pickle runs code from the file
+    return InputError(
+        f"'{key}' in '{path.name}' holds pickled Python objects, which medaudit does not load; "
+        "store it as a plain numeric array"
+    )
+
+
+def member_name(names: Sequence[str], key: str) -> str:
+    """The zip member behind ``key`` (numpy writes ``key.npy``; a hand-made zip may not)."""
+    return f"{key}.npy" if f"{key}.npy" in names else key
+
+
+def checked_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of member ``key``, checked before any data is read.
+
+    The header is the file's own claim: a plain numeric C-ordered array whose declared
+    size is exactly what the member holds, so a header that claims a terabyte (to make
+    medaudit allocate it) or a type numpy would need pickle for is refused up front."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member_name(archive.namelist(), key))
+            with archive.open(info) as handle:
+                shape, fortran, dtype = _read_header(handle)
+                offset = handle.tell()
+    except (ValueError, EOFError, SyntaxError) as exc:  # bad magic or header: not an .npy array
+        raise InputError(f"'{key}' in '{path.name}' is not a NumPy .npy array ({exc}); re-save it with numpy") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, KeyError) as exc:
+        raise InputError(f"'{key}' in '{path.name}' cannot be read ({exc}); re-download or re-save it") from None
+    if dtype.hasobject:
+        raise _pickled(key, path)
+    if fortran:
+        raise InputError(f"'{key}' in '{path.name}' is stored in Fortran (column-major) order; re-save it C-ordered")
+    if dtype.fields is not None or dtype.kind not in NUMERIC_KINDS:
+        wanted = "integer class indices (class names go in --classes)" if key.endswith("_labels") else "pixel values"
+        raise InputError(f"'{key}' in '{path.name}' holds {dtype} values, not numbers; store {wanted}")
+    if any(int(d) < 0 for d in shape):
+        raise InputError(f"'{key}' in '{path.name}' declares the impossible shape {shape}; re-save it with numpy")
+    declared = math.prod(int(d) for d in shape) * dtype.itemsize
+    if offset + declared != info.file_size:
+        raise InputError(
+            f"'{key}' in '{path.name}' declares shape {shape} of {dtype} ({declared} bytes) but holds "
+            f"{max(info.file_size - offset, 0)} bytes; re-download or re-save it"
+        )
+    return tuple(int(d) for d in shape), dtype, offset
+
+
 class _ImageMember:
     """Row access to one ``.npy`` member of the zip without reading the rest of it."""
 
-    def __init__(self, path: Path, member: str, name: str) -> None:
-        self.path, self.member, self.name = path, member, name
-        with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
-            try:
-                self.shape, fortran, self.dtype = _read_header(handle)
-            except ValueError as exc:  # bad magic or header: not an .npy array
-                raise InputError(f"'{name}' in '{path.name}' is not a NumPy .npy array ({exc}); re-save it with numpy") from None
-            self.offset = handle.tell()
-        if fortran or self.dtype.hasobject:
-            raise InputError(f"'{name}' in '{path.name}' is not a plain C-ordered numeric array; re-save it with numpy")
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+    def __init__(self, path: Path, key: str) -> None:
+        self.path, self.name = path, key
+        self.shape, self.dtype, self.offset = checked_header(path, key)
+        with zipfile.ZipFile(path) as archive:
+            self.member = member_name(archive.namelist(), key)
+        self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
         self._archive: zipfile.ZipFile | None = None
         self._handle: IO[bytes] | None = None
 
@@ -75,8 +130,12 @@ class _ImageMember:
         """The rows at ``indices`` in that order, read with forward seeks where possible."""
         out: dict[int, np.ndarray] = {}
         for row in sorted(set(int(i) for i in indices)):
-            handle = self._at(self.offset + row * self.row_bytes)
-            data = handle.read(self.row_bytes)
+            try:
+                handle = self._at(self.offset + row * self.row_bytes)
+                data = handle.read(self.row_bytes)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+                self.close()  # a CRC or inflate error mid-member: the zip was damaged after opening
+                raise InputError(f"'{self.name}' in '{self.path.name}' cannot be read ({exc}); re-download it") from None
             if len(data) != self.row_bytes:
                 raise InputError(f"'{self.path.name}' is truncated ('{self.name}' ends early); re-download it")
             out[row] = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
@@ -107,10 +166,7 @@ def _array(archive: Any, key: str, path: Path) -> np.ndarray:
         value = archive[key]
     except ValueError as exc:
         if "pickle" in str(exc).lower():  # numpy refuses object arrays without allow_pickle
-            raise InputError(
-                f"'{key}' in '{path.name}' holds pickled Python objects, which medaudit does not load; "
-                "store it as a plain numeric array"
-            ) from None
+            raise _pickled(key, path) from None
         raise InputError(f"'{key}' in '{path.name}' is not a readable .npy array ({exc}); re-save it with numpy") from None
     except Exception as exc:  # noqa: BLE001 - zip CRC and decompression errors
         raise InputError(f"'{key}' in '{path.name}' cannot be read ({exc}); re-download or re-save it") from None
@@ -141,22 +197,22 @@ class NpzDataset(Dataset):
                     f"'{path.name}' has no '{image_key}'/'{label_key}' arrays (keys: {', '.join(keys)}); "
                     f"pick a split with --split"
                 )
-            labels = self._labels(_array(archive, label_key, path), label_key)
-            largest = max(
-                int(self._labels(_array(archive, k, path), k).max(initial=-1)) for k in keys if k.endswith("_labels")
-            )
-        self.images = _ImageMember(path, f"{image_key}.npy", image_key)
-        if len(self.images.shape) not in (3, 4) or (len(self.images.shape) == 4 and self.images.shape[3] not in (1, 3, 4)):
+            labels = self._labels(archive, label_key)
+            largest = max(int(self._labels(archive, k).max(initial=-1)) for k in keys if k.endswith("_labels"))
+        self.images = _ImageMember(path, image_key)
+        shape = self.images.shape
+        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3, 4)) or 0 in shape[1:3]:
             raise InputError(
-                f"'{image_key}' in '{path.name}' has shape {self.images.shape}; expected (N, H, W) or (N, H, W, 3)"
+                f"'{image_key}' in '{path.name}' has shape {shape}; expected (N, H, W) or (N, H, W, 3)"
             )
+        imaging.check_pixel_count(f"{path.name}:{image_key}", shape[1] * shape[2])
         if self.images.shape[0] != len(labels):
             raise InputError(
                 f"'{path.name}' has {self.images.shape[0]} {image_key} but {len(labels)} {label_key}; the counts must match"
             )
         count = len(options.classes) if options.classes else largest + 1
         check_class_count(count, f"'{label_key}' in '{path.name}'")
-        if labels.size and (labels.min() < 0 or labels.max() >= count):
+        if labels.size and labels.max() >= count:
             raise InputError(
                 f"'{label_key}' in '{path.name}' holds labels {int(labels.min())}..{int(labels.max())} but there are "
                 f"{count} classes; fix --classes"
@@ -166,18 +222,24 @@ class NpzDataset(Dataset):
         self._labels_kept = labels[self.rows]
         require_samples(len(self.rows), f"{path}:{self.split}")
 
-    def _labels(self, raw: np.ndarray, key: str) -> np.ndarray:
-        labels = np.asarray(raw)
+    def _labels(self, archive: Any, key: str) -> np.ndarray:
+        """Member ``key`` as int64 class indices 0..; anything else is an InputError."""
+        checked_header(self.path, key)
+        labels = _array(archive, key, self.path)
+        where = f"'{key}' in '{self.path.name}'"
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:
             raise InputError(
-                f"'{key}' in '{self.path.name}' has shape {labels.shape}; only single-label (N,) or (N, 1) "
+                f"{where} has shape {labels.shape}; only single-label (N,) or (N, 1) "
                 f"labels are supported (multi-label sets are not)"
             )
-        if not np.issubdtype(labels.dtype, np.integer):
-            if not np.all(np.mod(labels, 1) == 0):
-                raise InputError(f"'{key}' in '{self.path.name}' holds non-integer labels; store class indices")
+        if labels.dtype.kind == "f" and not (np.all(np.isfinite(labels)) and np.all(np.mod(labels, 1) == 0)):
+            raise InputError(f"{where} holds non-integer labels; store class indices")
+        if labels.size and labels.min() < 0:
+            raise InputError(f"{where} holds the negative label {labels.min():g}; labels are class indices 0..K-1")
+        if labels.size:
+            check_class_count(int(labels.max()) + 1, where)  # before a cast to int64 could wrap around
         return labels.astype(np.int64)
 
     def __len__(self) -> int:
