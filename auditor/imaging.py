@@ -11,7 +11,10 @@ numbers whichever container the pixels came in):
   range, and signed or wider integers (e.g. int16 CT), are min-max scaled per image,
   because there is no agreed full-scale value to divide by;
 * DICOM: ``pixel_array`` -> rescale slope/intercept -> per-image min-max to [0, 1]
-  (a window over the image's own range) -> inverted for MONOCHROME1.
+  (a window over the image's own range) -> inverted for MONOCHROME1. PALETTE COLOR images
+  go through their palette to RGB (then scaled by the palette's bit depth), YBR colour
+  arrives as RGB, and interpretations medaudit cannot convert (HSV, ARGB, CMYK,
+  YBR_PARTIAL_*) are refused rather than audited as something they are not.
 
 PIL's decompression-bomb limit stays on; images over it are an :class:`InputError`.
 """
@@ -172,6 +175,54 @@ def _read_tiff(path: Path, name: str) -> np.ndarray:
         return _read_pil(path, name)
 
 
+# Photometric interpretations (DICOM PS3.3 C.7.6.3.1.2) that medaudit turns into the
+# grey levels or RGB colours a viewer shows. pydicom 3's pixel_array already converts
+# YBR_FULL(_422) to RGB, and JPEG 2000 decoders undo YBR_ICT/YBR_RCT themselves.
+MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+PALETTE_COLOR = "PALETTE COLOR"
+YBR_CONVERTED = ("YBR_FULL", "YBR_FULL_422")
+RGB_LIKE = ("RGB", "YBR_ICT", "YBR_RCT") + YBR_CONVERTED
+PHOTOMETRIC = MONOCHROME + (PALETTE_COLOR,) + RGB_LIKE
+
+
+def _photometric(ds: Any, name: str) -> str:
+    """The file's photometric interpretation, refused when medaudit cannot show it as a
+    viewer would (HSV, ARGB, CMYK and the YBR_PARTIAL forms: retired or video-only)."""
+    import pydicom
+
+    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "").strip().upper()
+    if not photometric:  # absent in some old files: the samples per pixel say grey or RGB
+        return ""
+    if photometric not in PHOTOMETRIC:
+        raise InputError(
+            f"DICOM file '{name}' uses photometric interpretation {photometric}, which medaudit does not "
+            f"convert ({', '.join(PHOTOMETRIC)}); export it as greyscale or RGB"
+        )
+    if photometric in YBR_CONVERTED and int(pydicom.__version__.split(".")[0]) < 3:
+        raise InputError(
+            f"DICOM file '{name}' is {photometric} colour, which needs pydicom 3 or newer to convert to RGB; "
+            "upgrade pydicom or export it as RGB"
+        )
+    return photometric
+
+
+def _apply_palette(ds: Any, indices: np.ndarray, name: str) -> np.ndarray:
+    """PALETTE COLOR: the stored values are indices into the file's red/green/blue lookup
+    tables; without them the image is a map of indices, not what a viewer shows."""
+    try:
+        from pydicom.pixels import apply_color_lut
+    except ImportError:  # pydicom 2
+        from pydicom.pixel_data_handlers.util import apply_color_lut
+    try:
+        rgb = np.asarray(apply_color_lut(indices, ds))
+    except Exception as exc:  # noqa: BLE001 - missing or malformed tables raise several types
+        raise InputError(
+            f"DICOM file '{name}' is PALETTE COLOR but its colour palette cannot be applied ({exc}); "
+            "export it as RGB"
+        ) from None
+    return as_hwc(rgb, name)
+
+
 def _read_dicom(path: Path, name: str) -> np.ndarray:
     """DICOM -> float32 (H, W, C) in [0, 1] (see the module docstring for the scaling)."""
     import pydicom
@@ -184,6 +235,7 @@ def _read_dicom(path: Path, name: str) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - pydicom's errors are not one hierarchy
         raise InputError(f"DICOM file '{name}' cannot be read ({exc}); replace or remove it") from None
     check_pixel_count(name, rows * cols)
+    photometric = _photometric(ds, name)
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         raise InputError(
             f"DICOM file '{name}' has {ds.NumberOfFrames} frames; multi-frame DICOM is not "
@@ -196,6 +248,8 @@ def _read_dicom(path: Path, name: str) -> np.ndarray:
             f"DICOM file '{name}' has pixel data that cannot be decoded ({exc}); "
             f"install the codec it needs (e.g. pylibjpeg) or convert it to PNG"
         ) from None
+    if photometric == PALETTE_COLOR:
+        return scale_to_unit(_apply_palette(ds, pixels, name), name)
     pixels = as_hwc(pixels, name)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     if samples == 1:
@@ -203,7 +257,7 @@ def _read_dicom(path: Path, name: str) -> np.ndarray:
         intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
         values = pixels.astype(np.float64) * slope + intercept
         unit = scale_to_unit(values, name)
-        if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        if photometric == "MONOCHROME1":
             unit = 1.0 - unit  # MONOCHROME1 stores white as the lowest value
         return unit.astype(np.float32)
     return scale_to_unit(pixels, name)
