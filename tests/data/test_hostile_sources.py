@@ -201,3 +201,22 @@ def test_medaudit_run_refuses_then_follows(tmp_path: Path, private: Path) -> Non
     followed = invoke([*ctx.args(model, root), "--report-format", "none", "--follow-symlinks"])
     assert followed.code == 0, followed.stderr
 
+
+
+def test_medaudit_harden_refuses_then_follows(tmp_path: Path, private: Path) -> None:
+    from tests.reliability.corpus import class_folders, invoke
+    from tests.reliability.models import Tiny, save
+
+    model = save(Tiny(), tmp_path / "tiny.pt")
+    root = class_folders(tmp_path / "data", per_class=10)  # enough for harden's held-out tenth
+    (root / "melanoma" / "img_9.png").unlink()
+    (root / "melanoma" / "img_9.png").symlink_to(private / "scan_1.png")
+    args = ["harden", str(model), "--data", str(root), "--out", str(tmp_path / "hard.pt"), "--epochs", "1",
+            "--steps", "1", "--eval-steps", "1", "--input-size", "16", "--device", "cpu", "--quiet"]
+    refused = invoke(args)
+    assert refused.code == 3, refused.stderr
+    assert "'melanoma/img_9.png' is outside the data folder" in refused.stderr
+    assert not (tmp_path / "hard.pt").exists()
+    followed = invoke([*args, "--follow-symlinks"])
+    assert followed.code == 0, followed.stderr
+    assert (tmp_path / "hard.pt").exists()
