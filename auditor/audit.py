@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from auditor.config import AuditConfig
 from auditor.errors import InputError
@@ -16,12 +19,25 @@ def ensure_out_dir(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    probe = out / ".medaudit-write-test"
+    # A fresh, randomly named file (O_CREAT|O_EXCL): a fixed name would follow a symlink
+    # someone planted in a shared --out and truncate whatever it points to.
     try:
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".medaudit-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise InputError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def locked_out_dir(out: Path, note: Callable[[str], None] = lambda message: None) -> Iterator[None]:
+    """``out`` created, checked writable and locked against a second medaudit for the block
+    (exit 2 naming the PID of the run that holds it; see :mod:`auditor.out_lock`)."""
+    from auditor.out_lock import out_folder_lock
+
+    ensure_out_dir(out)
+    with out_folder_lock(out, note):
+        yield
 
 
 def run_audit(config: AuditConfig, registry: Registry, progress: Progress | None = None,

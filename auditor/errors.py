@@ -7,6 +7,8 @@ Exit codes (documented in the README and in ``medaudit --help``):
 * 2 - usage error (bad flag, bad option value)
 * 3 - bad model, data or input file
 * 4 - internal error (a bug in medaudit or a plugin)
+* 130 - interrupted (Ctrl-C, SIGINT); 143 - terminated (SIGTERM). Both leave results.json
+  as it was after the last finished step, so ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class MedauditError(Exception):

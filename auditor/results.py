@@ -63,13 +63,15 @@ def write_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
+        os.replace(tmp, path)  # replaces a symlink planted at `path` itself, never its target
+    except BaseException as exc:  # SIGINT/SIGTERM mid-write too: no stray temp file beside results.json
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
 
 
 def write_results(out_dir: Path, results: dict[str, Any]) -> Path:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
+import re
+import signal
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 try:  # typer vendors click since 0.2x; older releases depend on click itself
@@ -16,7 +22,7 @@ try:  # typer vendors click since 0.2x; older releases depend on click itself
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click.exceptions import ClickException
 
-from auditor.errors import EXIT_INTERNAL, MedauditError
+from auditor.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, MedauditError
 from auditor.progress import Progress, ProgressTask
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,10 +30,43 @@ F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
 
 
+# C0 and C1 controls (ESC starts the sequences that recolour, move or retitle a terminal;
+# a newline forges a second message), DEL, and the Unicode line separators and
+# bidirectional overrides that reorder what is shown. Everything else prints as it is.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` for one terminal line: control characters written as Python escapes (\\x1b, \\n)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def fail(message: str, code: int) -> "typer.Exit":
-    # markup=False: file names and data strings must print verbatim
-    err_console.print(f"medaudit: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    # markup=False: file names and data strings print verbatim, minus their control characters
+    err_console.print(f"medaudit: error: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program happens to be, so that it unwinds like Ctrl-C:
+    finally blocks run, the --out lock is released, results.json stays resumable."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (medaudit called from an application): its business
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def handle_errors(func: F) -> F:
@@ -36,13 +75,17 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _sigterm_unwinds():
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except MedauditError as exc:
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+            # the whole message: a newline in it comes from a file name, not from a traceback
+            raise fail(str(exc) or type(exc).__name__, exc.exit_code) from None
+        except Terminated:
+            raise fail("terminated (SIGTERM); rerun with --resume to continue", EXIT_TERMINATED) from None
         except KeyboardInterrupt:
-            raise fail("interrupted; rerun with --resume to continue", 130) from None
+            raise fail("interrupted; rerun with --resume to continue", EXIT_INTERRUPTED) from None
         except MemoryError:
             raise fail("out of memory; lower --batch-size", EXIT_INTERNAL) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence
@@ -114,11 +157,42 @@ class RichProgress(Progress):
         columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         with RP(*columns, console=err_console, transient=False) as rp:
-            task_id = rp.add_task(description, total=total)
+            # the description names attacks and files: neither markup nor terminal controls
+            task_id = rp.add_task(escape(printable(description)), total=total)
             yield _RichTask(rp, task_id)
             if total is None:
                 rp.update(task_id, total=1, completed=1)
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            err_console.print(f"medaudit: {message}", markup=False, highlight=False)
+            # soft_wrap: one line per note, as for errors; a wrapped path reads as two
+            err_console.print(f"medaudit: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While the block runs, everything written to stdout goes to stderr, so that stdout
+    carries the ``--json`` answer alone. At the file-descriptor level: TorchScript's print
+    (``prim::Print``) and C++ code write to fd 1 directly, past ``sys.stdout``."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable fd 1 (closed by whoever started us): nothing to keep clean
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        _flush_c_stdio()  # a fully buffered C stdout (a pipe) would otherwise empty itself into the JSON later
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to reach (not Linux/macOS): nothing buffered there
+        pass

@@ -33,7 +33,7 @@ def report(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written files as JSON on stdout.")] = False,
 ) -> None:
-    from auditor.audit import ensure_out_dir
+    from auditor.audit import locked_out_dir
     from auditor.reporting import render_reports
     from auditor.results import read_results
 
@@ -44,10 +44,10 @@ def report(
     results = read_results(results_file)
     folder = results_file if results_file.is_dir() else results_file.parent
     out_dir = out or folder
-    ensure_out_dir(out_dir)
     progress = RichProgress(quiet=quiet or as_json)
-    written = render_reports(results, out_dir, names, registry, progress=progress,
-                             template_dirs=list(template_dir or []))
+    with locked_out_dir(out_dir, progress.note):
+        written = render_reports(results, out_dir, names, registry, progress=progress,
+                                 template_dirs=list(template_dir or []))
     reports = [str(p) for p in written if p.name != "results.json"]
     if as_json:
         typer.echo(json.dumps({"out": reports}, indent=1))

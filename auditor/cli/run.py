@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from auditor.cli.common import RichProgress, err_console, handle_errors
+from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
 from auditor.errors import EXIT_GATE_FAILED, UsageError
@@ -53,14 +53,16 @@ def summary_for_stdout(results: dict[str, Any], written: list[str]) -> dict[str,
 def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | None = None,
             template_dirs: list[Path] | None = None) -> dict[str, Any]:
     """Run the audit, render the reports, print the outcome. Shared by ``run`` and ``demo``."""
-    from auditor.audit import run_audit
+    from auditor.audit import locked_out_dir, run_audit
     from auditor.reporting import render_reports
 
     registry = get_registry()
     progress = RichProgress(quiet=quiet or as_json)
-    results = run_audit(config, registry, progress=progress, command=command)
-    written = render_reports(results, config.out, config.formats, registry, progress=progress,
-                             template_dirs=list(template_dirs or []))
+    # one run per --out; the model's own prints (fd 1 included) go to stderr, not into --json
+    with locked_out_dir(Path(config.out), progress.note), stdout_to_stderr():
+        results = run_audit(config, registry, progress=progress, command=command)
+        written = render_reports(results, config.out, config.formats, registry, progress=progress,
+                                 template_dirs=list(template_dirs or []))
     if config.junit and results.get("gates"):
         written.append(Path(config.junit))
     if as_json:
@@ -73,7 +75,7 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
     if gates and gates["verdict"] == "fail":
         if not as_json:
             failed = [c["label"] + ": " + c["message"] for c in gates["criteria"] if not c["passed"]]
-            err_console.print(f"medaudit: acceptance gate failed: {'; '.join(failed)}", markup=False,
+            err_console.print(f"medaudit: acceptance gate failed: {printable('; '.join(failed))}", markup=False,
                               highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_GATE_FAILED)
     return results
