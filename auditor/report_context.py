@@ -19,6 +19,7 @@ from typing import Any, Callable
 from markupsafe import Markup
 
 from auditor import plots
+from auditor.results import number_or_none
 
 BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
@@ -325,11 +326,6 @@ def gallery(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------- figures
-def _number(value: Any) -> float | None:
-    """A plotted value: a hostile or broken results.json may hold text where numbers belong."""
-    return value if _finite(value) else None
-
-
 def _ci(block: Any) -> tuple[float, float] | None:
     ci = _dict(block).get("ci95")
     return (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 and all(_finite(v) for v in ci) else None
@@ -347,10 +343,10 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
     xs = [0.0] + [w.get("eps_255") for w in worst]
     curves = []
     for row in rows:
-        values = [clean.get("accuracy")] + [_number(c.get("robust_accuracy")) if c else None for c in row["cells"]]
+        values = [clean.get("accuracy")] + [number_or_none(c.get("robust_accuracy")) if c else None for c in row["cells"]]
         cis = [_ci(clean)] + [_ci(c) if c else None for c in row["cells"]]
         curves.append(plots.Curve(row["title"], [0.0] + list(eps_list), values, cis))
-    curves.append(plots.Curve("worst case", xs, [clean.get("accuracy")] + [_number(w.get("robust_accuracy")) for w in worst],
+    curves.append(plots.Curve("worst case", xs, [clean.get("accuracy")] + [number_or_none(w.get("robust_accuracy")) for w in worst],
                               [_ci(clean)] + [_ci(w) for w in worst], emphasis=True))
     worst_text = ", ".join(f"{pct(w.get('robust_accuracy'))} at {eps255(w.get('eps_255'))}" for w in worst)
     alt = (f"Line chart of accuracy against the L-inf budget. Clean accuracy {pct(clean.get('accuracy'))}; "
@@ -364,11 +360,11 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
     }
     if classes and any(c["clean"] for c in classes):
         names = [c["name"] for c in classes]
-        groups = [plots.BarGroup("clean", [_number(_dict(c["clean"]).get("accuracy")) for c in classes],
+        groups = [plots.BarGroup("clean", [number_or_none(_dict(c["clean"]).get("accuracy")) for c in classes],
                                  [_ci(c["clean"]) for c in classes])]
         for j, w in enumerate(worst):
             groups.append(plots.BarGroup(eps255(w.get("eps_255")),
-                                         [_number(_dict(c["by_eps"][j]).get("accuracy")) for c in classes],
+                                         [number_or_none(_dict(c["by_eps"][j]).get("accuracy")) for c in classes],
                                          [_ci(c["by_eps"][j]) for c in classes]))
         parts = []
         for c in classes:

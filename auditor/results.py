@@ -100,6 +100,14 @@ def read_results(path: Path) -> dict[str, Any]:
     return data
 
 
+def number_or_none(value: Any) -> float | None:
+    """A value read from results.json to plot or subtract: a hostile or broken file may
+    hold text (or a bool) where a number belongs, which counts as missing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
 def strip_volatile(obj: Any) -> Any:
     """A copy of ``obj`` without timestamps, timings and environment facts."""
     if isinstance(obj, dict):

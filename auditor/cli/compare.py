@@ -11,7 +11,7 @@ import typer
 
 from auditor.cli.common import handle_errors
 from auditor.errors import EXIT_GATE_FAILED, UsageError
-from auditor.results import read_results, write_atomic
+from auditor.results import number_or_none, read_results, write_atomic
 
 COMPARE_HELP = """Compare two audits (results.json files or their folders) and print the differences.
 
@@ -37,6 +37,7 @@ def _value(block: Any) -> tuple[float | None, list | None]:
 
 def _row(metric: str, label: str, eps: float | None, a: float | None, b: float | None, a_ci: Any, b_ci: Any,
          tolerance: float) -> dict[str, Any]:
+    a, b = number_or_none(a), number_or_none(b)  # text in a results.json is a missing value, not a crash
     delta = None if a is None or b is None else b - a
     worse_sign = 1 if metric in LOWER_IS_BETTER else -1
     if delta is None:

@@ -217,3 +217,19 @@ def test_text_where_numbers_belong_renders_as_not_available():
 ])
 def test_css_colour(colour, expected):
     assert report_context.css_colour(colour) == expected
+
+
+def test_compare_html_of_a_hostile_audit(tmp_path):
+    """compare's own template: text where numbers belong is a missing value (it was exit 4),
+    markup in names stays text, and the page fetches nothing."""
+    a, b = load_results(), load_results()
+    b["worst_case"][0]["robust_accuracy"] = "0.5"
+    b["clean"]["accuracy"] = "url(http://127.0.0.1:9/x)"
+    b["model"]["name"] = '<script>x</script>" style="background:url(http://127.0.0.1:9/y)'
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    result = runner.invoke(app, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                                 "--out", str(tmp_path / "cmp")])
+    assert result.exit_code in (0, 1), result.output
+    html = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
+    assert external_urls(html) == [] and "<script>" not in html
