@@ -85,7 +85,7 @@ def time_one_pass(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> 
     for _ in range(repeats):
         t0 = time.perf_counter()
         with torch.no_grad():
-            model(x)
+            call_model(model, x)  # through call_model: --model-timeout watches every call
         _sync(x)
         fwd.append(time.perf_counter() - t0)
         xg = x.clone().requires_grad_(True)

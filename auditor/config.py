@@ -156,12 +156,13 @@ class AuditConfig:
     detector_fit_limit: int | None = 2000
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
     follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
+    model_timeout: float | None = 600.0  # seconds one model call may take (auditor.deadline); None/0: no limit
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
-        for key in ("out", "formats", "resume", "device", "fail_under", "junit",
+        for key in ("out", "formats", "resume", "device", "fail_under", "junit", "model_timeout",
                     "follow_symlinks"):
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))

@@ -47,6 +47,7 @@ from auditor.models import call_model, is_out_of_memory
 from auditor.progress import Progress
 from auditor.registry import Registry
 from auditor.results import SCHEMA_VERSION, read_results, write_results
+from auditor.sandbox import environment_fact as sandbox_fact
 from auditor.stats import proportion_ci
 
 GALLERY_PER_CLASS = 2
@@ -272,6 +273,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+    env.update(sandbox_fact())  # how the model was confined (auditor.sandbox)
     return env
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
+from auditor.deadline import model_call
 from auditor.errors import InputError, MedauditError, UsageError
 from auditor.interfaces import ModelLoader, ModelOptions
 from auditor.registry import Registry
@@ -187,9 +188,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def call_model(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``, with the model's own failures reported as a bad model (InputError)
     naming the batch, rather than as a bug in medaudit. Out-of-memory errors pass through
-    unchanged, so callers can retry with a smaller batch."""
+    unchanged, so callers can retry with a smaller batch. ``--model-timeout`` watches it."""
     try:
-        out = module(x)
+        with model_call():
+            out = module(x)
     except MedauditError:
         raise
     except Exception as exc:  # the model's own code: anything can come out

@@ -46,6 +46,7 @@ from auditor.errors import InputError, UsageError
 from auditor.interfaces import AttackContext, Metric
 from auditor.progress import Progress
 from auditor.results import write_results
+from auditor.sandbox import environment_fact as sandbox_fact
 
 GALLERY_IMAGES = 3
 # Segmentation maps are large: bound the pixels per model call so a default --batch-size
@@ -72,6 +73,7 @@ def segmentation_environment(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+    env.update(sandbox_fact())  # how the model was confined (auditor.sandbox)
     return env
 
 

@@ -3,9 +3,14 @@ classifier with its test images (built once per session, seeded)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests that start the real `medaudit` as a subprocess run it in-process, without paying for
+# a second, sandboxed interpreter (tests/core/test_sandbox.py turns the sandbox back on).
+os.environ.setdefault("MEDAUDIT_SANDBOX", "off")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -45,5 +45,10 @@ def main_callback(
 
 
 def main() -> None:
+    import sys
+
+    from auditor import sandbox
+
+    sandbox.remember_argv(sys.argv[1:])  # `run` re-executes these in a sandboxed child
     app()
 

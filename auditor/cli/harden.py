@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from auditor import sandbox
 from auditor.cli.common import RichProgress, handle_errors
 from auditor.config import parse_floats, parse_list, parse_size
 from auditor.errors import UsageError
@@ -67,6 +68,7 @@ def harden(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the training log as JSON on stdout.")] = False,
+    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out's folder or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
 ) -> None:
     from auditor.harden import HardenConfig, harden as run_harden, log_path_for
 
@@ -89,6 +91,9 @@ def harden(
         seed=seed, device=device, follow_symlinks=follow_symlinks,
     )
     config.check()
+    code = sandbox.run_in_child([out.parent], no_sandbox=no_sandbox)  # the model is loaded from here on
+    if code is not None:  # the sandboxed child ran this same command
+        raise typer.Exit(code)
     progress = RichProgress(quiet=quiet or as_json)
     log = run_harden(config, registry, progress=progress)
     if as_json:

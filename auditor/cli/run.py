@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
@@ -54,13 +55,15 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
             template_dirs: list[Path] | None = None) -> dict[str, Any]:
     """Run the audit, render the reports, print the outcome. Shared by ``run`` and ``demo``."""
     from auditor.audit import locked_out_dir, run_audit
+    from auditor.deadline import model_timeout
     from auditor.reporting import render_reports
 
     registry = get_registry()
     progress = RichProgress(quiet=quiet or as_json)
     # one run per --out; the model's own prints (fd 1 included) go to stderr, not into --json
     with locked_out_dir(Path(config.out), progress.note), stdout_to_stderr():
-        results = run_audit(config, registry, progress=progress, command=command)
+        with model_timeout(config.model_timeout):
+            results = run_audit(config, registry, progress=progress, command=command)
         written = render_reports(results, config.out, config.formats, registry, progress=progress,
                                  template_dirs=list(template_dirs or []))
     if config.junit and results.get("gates"):
@@ -126,6 +129,8 @@ def run(
     detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
+    model_timeout_s: Annotated[float, typer.Option("--model-timeout", help="Seconds one model call may take before the audit ends with exit 3 (resumable with --resume); 0: no limit.")] = 600.0,
+    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
 ) -> None:
     registry = get_registry()
     formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
@@ -157,6 +162,8 @@ def run(
         raise UsageError("--detector-samples must be at least 2")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
         raise UsageError(f"--missed-fraction: {missed_fraction:g} must be in (0, 1]")
+    if model_timeout_s < 0:
+        raise UsageError("--model-timeout must be 0 (no limit) or a number of seconds")
     for folder in template_dir or []:
         if not folder.is_dir():
             raise UsageError(f"--template-dir: {folder} is not a folder")
@@ -171,7 +178,11 @@ def run(
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
-        detector_samples=detector_samples, follow_symlinks=follow_symlinks,
+        detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
     )
+    # Everything above only read the command line; the model is loaded from here on.
+    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox)
+    if code is not None:  # the sandboxed child ran this same command
+        raise typer.Exit(code)
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)
