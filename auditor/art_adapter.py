@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 logging.getLogger("art").setLevel(logging.WARNING)
 
 
+def art_classifier(ctx: "AttackContext") -> Any:
+    """ART ``PyTorchClassifier`` around the context's model, built on first use per context."""
+    if ctx._art is None:  # noqa: SLF001 - the context's cache slot for this adapter
+        ctx._art = make_art_classifier(ctx)  # noqa: SLF001
+    return ctx._art  # noqa: SLF001
+
+
 def make_art_classifier(ctx: "AttackContext") -> Any:
     from art.estimators.classification import PyTorchClassifier
 

@@ -147,15 +147,7 @@ class AttackContext:
     batch_size: int
     counter: "PassCounter"
     extra: dict[str, Any] = field(default_factory=dict)
-    _art: Any = None
-
-    def art_classifier(self) -> Any:
-        """ART ``PyTorchClassifier`` around the model, built on first use."""
-        if self._art is None:
-            from auditor.art_adapter import make_art_classifier
-
-            self._art = make_art_classifier(self)
-        return self._art
+    _art: Any = None  # cache of auditor.art_adapter.art_classifier(ctx)
 
 
 @dataclass
@@ -163,6 +155,9 @@ class AttackResult:
     x_adv: torch.Tensor  # same shape and dtype as the input, in [0, 1]
     queries: np.ndarray | None = None  # per-sample model queries (black-box attacks)
     details: dict[str, Any] = field(default_factory=dict)  # e.g. sub-attacks that ran
+    # per-sample tensors beyond x_adv that a caller may read (e.g. the best target
+    # probability a targeted attack reached); the engine does not record them
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Attack(ABC):
@@ -178,6 +173,11 @@ class Attack(ABC):
     backends: ClassVar[tuple[str, ...]] = ("art",)
     default_backend: ClassVar[str] = "art"
     reference: ClassVar[str] = ""
+    # in the battery a plain ``medaudit run`` uses for its task (no --attacks)
+    default_battery: ClassVar[bool] = False
+    # False for attacks the engine runs for its own purposes (clinical targeting, adaptive
+    # detection, adversarial training): not listed by ``medaudit plugins``, not --attacks values
+    public: ClassVar[bool] = True
 
     @abstractmethod
     def parameters(self, budget: str, ctx: AttackContext) -> dict[str, Any]:
@@ -223,6 +223,11 @@ class Metric(ABC):
 
     def aggregate(self, values: torch.Tensor) -> float:
         return float(values.float().mean()) if values.numel() else float("nan")
+
+    def configured(self, **options: Any) -> "Metric":
+        """This metric with audit options applied (e.g. ``missed_fraction``); options a
+        metric does not take are ignored."""
+        return self
 
 
 # ----------------------------------------------------------------------- reporters

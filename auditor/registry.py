@@ -64,11 +64,13 @@ class Registry:
         return {k: r.component for k, r in self.components["attacks"].items()}
 
     def describe(self) -> list[dict[str, Any]]:
-        """One entry per plugin with what it registered (for ``medaudit plugins``)."""
+        """One entry per plugin with what it registered (for ``medaudit plugins``); components
+        marked ``public = False`` (the engine's internal attacks) are left out."""
         out = []
         for info in self.plugins:
             registered = {
-                kind: [r.name for r in table.values() if r.plugin == info["name"]]
+                kind: [r.name for r in table.values()
+                       if r.plugin == info["name"] and getattr(r.component, "public", True)]
                 for kind, table in self.components.items()
             }
             out.append({**info, "registered": {k: v for k, v in registered.items() if v}})

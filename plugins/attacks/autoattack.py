@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, loss_and_gradient, project
+from auditor.numerics import check_budget, generator, loss_and_gradient, project
 from plugins.attacks.square import run_art_square, square_native
 
 BUDGET = {
@@ -127,6 +127,7 @@ class AutoAttack(Attack):
     title = "AutoAttack (APGD-CE, APGD-DLR, Square)"
     threat_model = "white-box"
     cost = 50
+    default_battery = True
     backends = ("native", "art")
     default_backend = "native"
     reference = "Croce & Hein, ICML 2020"
@@ -145,7 +146,7 @@ class AutoAttack(Attack):
         from art.attacks.evasion import AutoProjectedGradientDescent
 
         attack = AutoProjectedGradientDescent(
-            ctx.art_classifier(), norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=params["apgd_steps"],
+            art_classifier(ctx), norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=params["apgd_steps"],
             targeted=False, nb_random_init=params["apgd_restarts"], batch_size=ctx.batch_size,
             loss_type=loss_type, verbose=False,
         )

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, project, step_size
+from auditor.numerics import check_budget, project, step_size
 from plugins.attacks.pgd import pgd_native
 
 BUDGET = {
@@ -40,6 +40,7 @@ class CW(Attack):
     title = "Carlini-Wagner (L-inf)"
     threat_model = "white-box"
     cost = 30
+    default_battery = True
     backends = ("native", "art")
     default_backend = "native"
     reference = "Carlini & Wagner, IEEE S&P 2017"
@@ -55,7 +56,7 @@ class CW(Attack):
 
             seed_everything(params["seed"])
             attack = CarliniLInfMethod(
-                ctx.art_classifier(), confidence=params["confidence"], targeted=False,
+                art_classifier(ctx), confidence=params["confidence"], targeted=False,
                 learning_rate=params["art_learning_rate"], max_iter=params["steps"],
                 batch_size=ctx.batch_size, verbose=False,
             )
@@ -87,7 +88,7 @@ class CWL2(Attack):
 
         seed_everything(params["seed"])
         attack = CarliniL2Method(
-            ctx.art_classifier(), confidence=params["confidence"], targeted=False,
+            art_classifier(ctx), confidence=params["confidence"], targeted=False,
             learning_rate=params["learning_rate"], binary_search_steps=params["binary_search_steps"],
             max_iter=params["max_iter"], initial_const=params["initial_const"],
             batch_size=ctx.batch_size, verbose=False,

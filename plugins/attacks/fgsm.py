@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, input_gradient, project
+from auditor.numerics import check_budget, input_gradient, project
 
 
 class FGSM(Attack):
@@ -25,6 +25,7 @@ class FGSM(Attack):
     title = "FGSM"
     threat_model = "white-box"
     cost = 10
+    default_battery = True
     backends = ("native", "art")
     default_backend = "native"
     reference = "Goodfellow et al., ICLR 2015"
@@ -38,7 +39,7 @@ class FGSM(Attack):
             from art.attacks.evasion import FastGradientMethod
 
             attack = FastGradientMethod(
-                ctx.art_classifier(), norm=np.inf, eps=eps, eps_step=eps, targeted=False,
+                art_classifier(ctx), norm=np.inf, eps=eps, eps_step=eps, targeted=False,
                 num_random_init=0, batch_size=ctx.batch_size, minimal=False,
             )
             x_adv = from_numpy(attack.generate(to_numpy(x), y=one_hot(y, ctx.num_classes)), x)

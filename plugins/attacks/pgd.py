@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, input_gradient, project, step_size
+from auditor.numerics import check_budget, generator, input_gradient, project, step_size
 
 BUDGET = {
     "quick": {"steps": 10, "step_size_eps_fraction": 0.25, "step_size_255": None, "restarts": 0},
@@ -71,6 +71,7 @@ class PGD(Attack):
     title = "PGD"
     threat_model = "white-box"
     cost = 20
+    default_battery = True
     backends = ("art", "native")
     default_backend = "art"
     reference = "Madry et al., ICLR 2018"
@@ -86,7 +87,7 @@ class PGD(Attack):
 
             seed_everything(params["seed"])
             attack = ProjectedGradientDescentPyTorch(
-                ctx.art_classifier(), norm=np.inf, eps=eps, eps_step=alpha, max_iter=params["steps"],
+                art_classifier(ctx), norm=np.inf, eps=eps, eps_step=alpha, max_iter=params["steps"],
                 targeted=False, num_random_init=params["restarts"], batch_size=ctx.batch_size,
                 random_eps=False, verbose=False,
             )

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, project
+from auditor.numerics import check_budget, project
 from plugins.attacks.seg_losses import LOSS_TITLES, objective_gradient
 
 
 class SegFGSM(Attack):
     threat_model = "white-box"
     cost = 10
+    default_battery = True
     tasks = ("segmentation",)
     backends = ("native",)
     default_backend = "native"

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, step_size
+from auditor.numerics import check_budget, generator, step_size
 from plugins.attacks.seg_losses import PGD_BUDGET, seg_pgd
 
 
@@ -28,6 +28,7 @@ class SegLesionRemoval(Attack):
     title = "Lesion removal (targeted PGD to an empty mask)"
     threat_model = "white-box"
     cost = 25
+    default_battery = True
     tasks = ("segmentation",)
     backends = ("native",)
     default_backend = "native"

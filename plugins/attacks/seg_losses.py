@@ -19,14 +19,10 @@ probabilities) and computed in float64:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from plugins.attacks._common import project
+from auditor.numerics import IGNORE_INDEX, SEG_LOSSES as LOSSES, objective_gradient, project, seg_objective  # noqa: F401
 
-IGNORE_INDEX = -1
-LOSSES = ("bce", "dice", "background")
 LOSS_TITLES = {"bce": "BCE", "dice": "Dice", "background": "BCE to background"}
-DICE_SMOOTH = 1.0
 
 # Steps / step size / starts, the same step schedule as the classification PGD. The first
 # start is the clean image, later ones uniform noise in the eps ball.
@@ -35,54 +31,6 @@ PGD_BUDGET = {
     "standard": {"steps": 20, "step_size_eps_fraction": None, "step_size_255": 1.0, "starts": 1},
     "thorough": {"steps": 50, "step_size_eps_fraction": 0.1, "step_size_255": 1.0, "starts": 3},
 }
-
-
-def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    valid = valid.to(values.dtype)
-    return (values * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)
-
-
-def seg_objective(logits: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """Per-image objective (N,) to maximise; ``target`` is (N, H, W) with IGNORE_INDEX outside the ROI."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown segmentation loss {loss!r} (known: {', '.join(LOSSES)})")
-    valid = target != IGNORE_INDEX
-    labels = target.clamp(min=0)
-    z = logits.double()
-    if z.shape[1] == 1:
-        z = z[:, 0]
-        truth = (labels > 0).double()
-        if loss == "bce":
-            return _masked_mean(F.binary_cross_entropy_with_logits(z, truth, reduction="none"), valid)
-        if loss == "background":
-            return -_masked_mean(F.softplus(z), valid)  # BCE towards 0 is softplus(z)
-        p = torch.sigmoid(z) * valid
-        truth = truth * valid
-        inter = (p * truth).flatten(1).sum(1)
-        dice = (2 * inter + DICE_SMOOTH) / (p.flatten(1).sum(1) + truth.flatten(1).sum(1) + DICE_SMOOTH)
-        return 1 - dice
-    if loss == "bce":
-        return _masked_mean(F.cross_entropy(z, labels, reduction="none"), valid)
-    if loss == "background":
-        return -_masked_mean(F.cross_entropy(z, torch.zeros_like(labels), reduction="none"), valid)
-    k = z.shape[1]
-    p = torch.softmax(z, dim=1) * valid[:, None]
-    truth = F.one_hot(labels, k).permute(0, 3, 1, 2).double() * valid[:, None]
-    inter = (p * truth).flatten(2).sum(2)[:, 1:]
-    sums = (p.flatten(2).sum(2) + truth.flatten(2).sum(2))[:, 1:]
-    dice = (2 * inter + DICE_SMOOTH) / (sums + DICE_SMOOTH)
-    return 1 - dice.mean(1)
-
-
-def objective_gradient(
-    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, loss: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input gradient of the summed objective, the per-image objective and the logits."""
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
-    value = seg_objective(logits, target, loss)
-    (grad,) = torch.autograd.grad(value.sum(), x)
-    return grad, value.detach(), logits.detach()
 
 
 def foreground_empty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

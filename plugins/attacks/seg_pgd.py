@@ -26,13 +26,14 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, step_size
+from auditor.numerics import check_budget, generator, step_size
 from plugins.attacks.seg_losses import LOSS_TITLES, PGD_BUDGET, seg_pgd
 
 
 class SegPGD(Attack):
     threat_model = "white-box"
     cost = 20
+    default_battery = True
     tasks = ("segmentation",)
     backends = ("native",)
     default_backend = "native"

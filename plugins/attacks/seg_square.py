@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, p_selection, project, square_proposal
+from auditor.numerics import check_budget, generator, project
+from plugins.attacks._common import p_selection, square_proposal
 from plugins.attacks.seg_losses import seg_objective
 
 QUERIES = {"quick": 100, "standard": 500, "thorough": 2000}
@@ -61,7 +62,7 @@ class SegSquare(Attack):
     backends = ("native",)
     default_backend = "native"
     reference = "Andriushchenko et al., ECCV 2020"
-    default = False  # one forward pass per query: opt in with --attacks seg-square
+    default_battery = False  # one forward pass per query: opt in with --attacks seg-square
 
     def parameters(self, budget: str, ctx: AttackContext) -> dict[str, Any]:
         check_budget(budget)

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, margin_loss, p_selection, project, square_proposal
+from auditor.numerics import check_budget, generator, margin_loss, project
+from plugins.attacks._common import p_selection, square_proposal
 
 QUERIES = {"quick": 100, "standard": 1000, "thorough": 5000}
 
@@ -38,7 +39,7 @@ def run_art_square(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: fl
 
     seed_everything(seed)
     attack = SquareAttack(
-        ctx.art_classifier(), norm=np.inf, max_iter=queries, eps=eps, p_init=p_init,
+        art_classifier(ctx), norm=np.inf, max_iter=queries, eps=eps, p_init=p_init,
         nb_restarts=restarts, batch_size=ctx.batch_size, verbose=False,
     )
     x_adv = from_numpy(attack.generate(to_numpy(x), y=one_hot(y, ctx.num_classes)), x)
@@ -82,6 +83,7 @@ class Square(Attack):
     title = "Square Attack"
     threat_model = "black-box"
     cost = 70
+    default_battery = True
     backends = ("native", "art")
     default_backend = "native"
     reference = "Andriushchenko et al., ECCV 2020"

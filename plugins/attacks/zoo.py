@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from auditor.art_adapter import from_numpy, one_hot, seed_everything, to_numpy
+from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from plugins.attacks._common import check_budget, generator, margin_loss, project
+from auditor.numerics import check_budget, generator, margin_loss, project
 
 QUERIES = {"quick": 500, "standard": 1000, "thorough": 5000}
 COORDINATES = 64
@@ -92,6 +92,7 @@ class ZOO(Attack):
     title = "ZOO"
     threat_model = "black-box"
     cost = 80
+    default_battery = True
     backends = ("native", "art")
     default_backend = "native"
     reference = "Chen et al., AISec 2017"
@@ -109,7 +110,7 @@ class ZOO(Attack):
             seed_everything(params["seed"])
             iters = max(params["queries"] // (2 * params["art_nb_parallel"]), 1)
             attack = ZooAttack(
-                ctx.art_classifier(), confidence=0.0, targeted=False, learning_rate=params["art_learning_rate"],
+                art_classifier(ctx), confidence=0.0, targeted=False, learning_rate=params["art_learning_rate"],
                 max_iter=iters, binary_search_steps=1, initial_const=params["art_initial_const"],
                 abort_early=True, use_resize=False, use_importance=False, nb_parallel=params["art_nb_parallel"],
                 batch_size=1, variable_h=params["art_variable_h"], verbose=False,

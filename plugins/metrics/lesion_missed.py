@@ -12,19 +12,8 @@ from __future__ import annotations
 import torch
 
 from auditor.interfaces import Metric
+from auditor.numerics import DEFAULT_MISSED_FRACTION, lesion_areas  # noqa: F401 - re-exported
 from plugins.metrics._common import logits_to_labels, nanmean
-
-DEFAULT_MISSED_FRACTION = 0.5
-
-
-def lesion_areas(
-    pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted and true foreground areas in pixels, (N,) float64 each, inside ``roi``."""
-    inside = roi.bool() if roi is not None else torch.ones_like(target, dtype=torch.bool)
-    predicted = ((pred > 0) & inside).flatten(1).sum(1).double()
-    true = ((target > 0) & inside).flatten(1).sum(1).double()
-    return predicted, true
 
 
 def compute_lesion_missed(
@@ -49,6 +38,10 @@ class LesionMissedMetric(Metric):
         if not 0.0 < missed_fraction <= 1.0:
             raise ValueError(f"missed_fraction must be in (0, 1], not {missed_fraction}")
         self.missed_fraction = float(missed_fraction)
+
+    def configured(self, **options: object) -> "LesionMissedMetric":
+        fraction = options.get("missed_fraction")
+        return self if fraction is None else LesionMissedMetric(float(fraction))  # type: ignore[arg-type]
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor, roi: torch.Tensor | None = None) -> torch.Tensor:
         return compute_lesion_missed(logits_to_labels(logits), targets, roi, self.missed_fraction)

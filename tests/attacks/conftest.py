@@ -17,7 +17,7 @@ import torch
 from auditor.accounting import CountingModel, PassCounter
 from auditor.architectures import SmallCNN
 from auditor.demo import make_split, to_tensor
-from auditor.engine import step_seed
+from auditor.steps import step_seed
 from auditor.interfaces import Attack, AttackContext, AttackResult
 from auditor.registry import get_registry
 from auditor.training import train_classifier
@@ -27,7 +27,7 @@ SIZE = 32  # auditor.demo images are 32x32 RGB
 
 def classification_attacks() -> list[Attack]:
     registry = get_registry()
-    return [a for a in registry.attacks.values() if "classification" in a.tasks]
+    return [a for a in registry.attacks.values() if "classification" in a.tasks and a.public]
 
 
 def attack_backends() -> list[tuple[str, str]]:

@@ -18,7 +18,9 @@ from PIL import Image
 
 from auditor.config import AuditConfig
 from auditor.demo import CLASSES, make_split
-from auditor.engine import ClassificationAudit, SampleCache, prepare
+from auditor.engine.cache import SampleCache
+from auditor.engine.classification import ClassificationAudit
+from auditor.engine.prepare import prepare
 from auditor.registry import get_registry
 
 BATCH = 8

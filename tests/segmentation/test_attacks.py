@@ -18,7 +18,7 @@ EPS = 8 / 255
 
 
 def segmentation_attack_names() -> list[str]:
-    return sorted(n for n, a in get_registry().attacks.items() if "segmentation" in a.tasks)
+    return sorted(n for n, a in get_registry().attacks.items() if "segmentation" in a.tasks and a.public)
 
 
 def make_context(model: torch.nn.Module) -> AttackContext:

@@ -1,0 +1,67 @@
+"""Targeted PGD towards a chosen class: the clinical-direction attack.
+
+Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018,
+in its targeted form: L-inf steps ascending log p(target). White-box, L-inf, targeted.
+``y`` holds the *target* class per sample. The engine runs it in both clinical directions
+(disease -> healthy, healthy -> disease) with the budget of PGD; it is internal
+(``public = False``): not an ``--attacks`` value.
+
+``outputs``: ``best_target_prob`` (per sample, the highest target probability over all
+iterates) and ``hit`` (whether any iterate predicted the target).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from auditor.interfaces import Attack, AttackContext, AttackResult
+from auditor.numerics import check_budget, generator, project, step_size
+from plugins.attacks.pgd import BUDGET as PGD_BUDGET
+
+
+class TargetedPGD(Attack):
+    name = "clinical-targeted-pgd"
+    title = "targeted PGD (clinical directions)"
+    threat_model = "white-box"
+    cost = 20
+    backends = ("native",)
+    default_backend = "native"
+    reference = "Madry et al., ICLR 2018 (targeted)"
+    public = False
+
+    def parameters(self, budget: str, ctx: AttackContext) -> dict[str, Any]:
+        check_budget(budget)
+        return {"norm": "linf", "loss": "ce", "targeted": True, **PGD_BUDGET[budget]}
+
+    def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
+        alpha = step_size(params, eps)
+        steps, restarts = int(params.get("steps", 10)), int(params.get("restarts", 0))
+        model, target = ctx.model, y
+        best_p = torch.full((len(x),), -1.0, device=x.device)
+        hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        best_x = x.clone()
+        gen = generator(params["seed"], x.device)
+        for _ in range(max(restarts, 1)):
+            if restarts > 0:
+                x_adv = project(x + (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps, x, eps)
+            else:
+                x_adv = x.clone()
+            for step in range(steps + 1):
+                last = step == steps
+                xg = x_adv.detach().requires_grad_(not last)
+                with torch.set_grad_enabled(not last):
+                    logits = model(xg)
+                    log_p = F.log_softmax(logits.double(), 1).gather(1, target[:, None]).squeeze(1)
+                p = log_p.detach().exp().float()
+                better = p > best_p
+                best_p = torch.where(better, p, best_p)
+                best_x[better] = x_adv[better].detach()
+                hit |= logits.detach().argmax(1) == target
+                if last:
+                    break
+                (grad,) = torch.autograd.grad(log_p.sum(), xg)
+                x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
+        return AttackResult(best_x, outputs={"best_target_prob": best_p, "hit": hit})
