@@ -24,6 +24,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/medaudit demo --out medaudit-demo
 
 test: $(VENV)/.installed
+	# the architecture contracts in pyproject.toml (layers, no cycles, core without plugins)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 clean:

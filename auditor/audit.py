@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from auditor.config import AuditConfig
+from auditor.engine.classification import ClassificationAudit
+from auditor.engine.prepare import prepare
+from auditor.engine.segmentation import SegmentationAudit
 from auditor.errors import InputError
+from auditor.out_lock import out_folder_lock
 from auditor.progress import Progress
 from auditor.registry import Registry
 
@@ -33,8 +37,6 @@ def ensure_out_dir(out: Path) -> None:
 def locked_out_dir(out: Path, note: Callable[[str], None] = lambda message: None) -> Iterator[None]:
     """``out`` created, checked writable and locked against a second medaudit for the block
     (exit 2 naming the PID of the run that holds it; see :mod:`auditor.out_lock`)."""
-    from auditor.out_lock import out_folder_lock
-
     ensure_out_dir(out)
     with out_folder_lock(out, note):
         yield
@@ -42,12 +44,8 @@ def locked_out_dir(out: Path, note: Callable[[str], None] = lambda message: None
 
 def run_audit(config: AuditConfig, registry: Registry, progress: Progress | None = None,
               command: str | None = None) -> dict[str, Any]:
-    from auditor.engine import ClassificationAudit, prepare
-
+    """Prepare the audit, then run the task's audit (results.json is written as it goes)."""
     ensure_out_dir(Path(config.out))
     prep = prepare(config, registry, progress)
-    if prep.task == "segmentation":
-        from auditor.segmentation import SegmentationAudit
-
-        return SegmentationAudit(prep, progress, command).run()
-    return ClassificationAudit(prep, progress, command).run()
+    audit = SegmentationAudit if prep.task == "segmentation" else ClassificationAudit
+    return audit(prep, progress, command).run()

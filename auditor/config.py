@@ -148,10 +148,10 @@ class AuditConfig:
     positive_class: str | None = None  # clinical metrics; default from the modality
     fail_under: list[str] = field(default_factory=list)  # acceptance criteria (auditor.gates)
     junit: Path | None = None  # write the gates as JUnit XML here
-    checks: bool = True  # run the validity checks (auditor.checks)
+    checks: bool = True  # run the validity checks (auditor.evaluation.checks)
     check_samples: int = 48  # clean-correct samples the checks attack
-    defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.defenses)
-    detector_fit: Path | None = None  # fit a Mahalanobis detector on this data and evaluate it (auditor.detection)
+    defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.evaluation.defenses)
+    detector_fit: Path | None = None  # fit a Mahalanobis detector on this data and evaluate it (auditor.evaluation.detection)
     detector_fit_split: str | None = "train"
     detector_fit_limit: int | None = 2000
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from auditor.errors import UsageError
+from auditor.errors import InputError, UsageError
+from auditor.results import write_atomic
 
 HIGHER_IS_BETTER = {"clean", "worst_case", "sensitivity", "specificity", "auroc"}
 LOWER_IS_BETTER = {"missed_disease", "false_alarm", "targeted_pos_to_neg", "targeted_neg_to_pos"}
@@ -277,12 +278,8 @@ def junit_xml(gates: dict[str, Any], suite: str = "medaudit.gates", model: str |
 
 
 def write_junit(gates: dict[str, Any], path: Path, model: str | None = None) -> Path:
-    from auditor.results import write_atomic
-
     path = Path(path)
     if not path.parent.exists():
-        from auditor.errors import InputError
-
         raise InputError(f"--junit: folder {path.parent} does not exist")
     write_atomic(path, junit_xml(gates, model=model))
     return path

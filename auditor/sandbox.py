@@ -27,6 +27,7 @@ Only the standard library is imported here: :func:`child_main` runs before NumPy
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import os
 import shutil
@@ -41,7 +42,7 @@ from auditor.errors import InputError  # standard library only, like this module
 
 SWITCH_ENV = "MEDAUDIT_SANDBOX"  # "off": run in-process, as --no-sandbox does (the tests)
 _SPEC_ENV = "MEDAUDIT_SANDBOX_SPEC"  # parent -> child: what the child may write
-_CHILD_CODE = "import sys; sys.path[0] = {root!r}; from auditor.sandbox import child_main; child_main()"
+_CHILD_CODE = "import sys; sys.path[0] = {root!r}; from auditor.sandbox import child_main; child_main({entry!r})"
 
 # Landlock syscalls have the same numbers on every architecture (allocated after the
 # syscall tables were unified); struct layouts from include/uapi/linux/landlock.h.
@@ -73,6 +74,7 @@ class _PathBeneathAttr(ctypes.Structure):
 
 _state: dict[str, Any] | None = None  # what this process runs under (results.json environment.sandbox)
 _argv: list[str] | None = None  # the command line, when started as the `medaudit` program
+_entry: str | None = None  # "module:function" that runs that command line (the CLI's main)
 
 
 def state() -> dict[str, Any] | None:
@@ -81,10 +83,12 @@ def state() -> dict[str, Any] | None:
     return dict(_state) if _state is not None else None
 
 
-def remember_argv(argv: list[str]) -> None:
-    """Called by the ``medaudit`` entry point: the arguments a sandboxed child re-runs."""
-    global _argv
-    _argv = list(argv)
+def remember_argv(argv: list[str], entry: str) -> None:
+    """Called by the ``medaudit`` entry point: the arguments a sandboxed child re-runs and
+    the ``module:function`` it runs them with (the CLI names itself, so this module, which
+    sits below the CLI, never imports it)."""
+    global _argv, _entry
+    _argv, _entry = list(argv), entry
 
 
 def _libc() -> ctypes.CDLL:
@@ -202,7 +206,7 @@ def _warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def child_main() -> None:
+def child_main(entry: str) -> None:
     """Entry of the sandboxed child: confine, then run the parent's command line."""
     global _state
     spec = json.loads(os.environ.pop(_SPEC_ENV))
@@ -212,10 +216,9 @@ def child_main() -> None:
         _warn(f"running WITHOUT a sandbox: {_state['reason']}")
     elif "reason" in _state:
         _warn(f"partial sandbox: {_state['reason']}")
-    from auditor.cli import main
-
+    module, function = entry.split(":")
     sys.argv = [spec["argv0"], *sys.argv[1:]]  # results.json records the command as typed
-    main()
+    getattr(importlib.import_module(module), function)()
 
 
 def _child_env(tmp: str) -> dict[str, str]:
@@ -282,7 +285,7 @@ def run_in_child(writable: list[Path], *, no_sandbox: bool = False) -> int | Non
         env = {**os.environ, **_child_env(tmp),
                _SPEC_ENV: json.dumps({"writable": folders, "tmp": tmp, "parent": os.getpid(), "argv0": sys.argv[0]})}
         root = str(Path(__file__).resolve().parents[1])  # not the working directory: no stray modules
-        return _wait_forwarding_signals([sys.executable, "-c", _CHILD_CODE.format(root=root), *_argv], env)
+        return _wait_forwarding_signals([sys.executable, "-c", _CHILD_CODE.format(root=root, entry=_entry), *_argv], env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

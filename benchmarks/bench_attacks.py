@@ -144,7 +144,7 @@ def run_medaudit(folder: Path, manifest: Path, weights: Path, args: argparse.Nam
         mode="independent" if independent else "cascade", formats=[],
     )
     if hasattr(config, "checks"):
-        # The validity checks (auditor.checks) are part of `medaudit run` but not of the
+        # The validity checks (auditor.evaluation.checks) are part of `medaudit run` but not of the
         # attack battery the peers run: leave them out of the comparison.
         config.checks = False
     t0 = time.perf_counter()

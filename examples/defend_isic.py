@@ -96,7 +96,7 @@ def worst_row(results: dict[str, Any]) -> dict[str, Any]:
 
 def harden_model(model: Path, data: Path, out: Path, **settings: Any) -> dict[str, Any]:
     from auditor.cli.common import RichProgress
-    from auditor.harden import HardenConfig, harden, log_path_for
+    from auditor.hardening import HardenConfig, harden, log_path_for
     from auditor.registry import get_registry
 
     log_path = log_path_for(out)
@@ -109,7 +109,7 @@ def detection(model_path: Path, data: Path, split_train: str, split_eval: str, e
               size: int, seed: int, fit_limit: int | None) -> dict[str, Any]:
     from auditor.cli.common import RichProgress
     from auditor.datasets import open_dataset
-    from auditor.detection import MahalanobisDetector, detection_audit
+    from auditor.evaluation.detection import MahalanobisDetector, detection_audit
     from auditor.interfaces import DataOptions
     from auditor.registry import get_registry
 
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                        attacks=attacks, budget=args.budget, seed=args.seed)
         after = audit(at_path, args.data, args.out / "audit-pgd-at", split="val", classes=classes, eps=eps,
                       attacks=attacks, budget=args.budget, seed=args.seed)
-        from auditor.harden import evidence_from_audits
+        from auditor.hardening import evidence_from_audits
 
         summary["hardening"] = {
             "standard": worst_row(before), "hardened": worst_row(after),

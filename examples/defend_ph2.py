@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                        attacks=attacks, budget=args.budget, seed=args.seed)
         after = audit(at_path, manifest, args.out / "audit-pgd-at", split="test", classes=CLASSES, eps=eps,
                       attacks=attacks, budget=args.budget, seed=args.seed)
-        from auditor.harden import evidence_from_audits
+        from auditor.hardening import evidence_from_audits
 
         summary["hardening"] = {
             "standard": worst_row(before), "hardened": worst_row(after),

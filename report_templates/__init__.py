@@ -18,7 +18,7 @@ Search order (a jinja2 ``ChoiceLoader``): ``--template-dir`` folders, then the r
 plugin's ``template_package``, then this folder.
 
 Every template renders in jinja2's immutable sandbox (see
-:mod:`plugins.reporters.rendering`): an override reads the report context, nothing more.
+:mod:`auditor.reporting.environment`): an override reads the report context, nothing more.
 Values that land in a ``style`` attribute or a URL must come through the report context's
 validation (``css_colour``, base64 images); the PDF fetches only ``data:`` URIs and files
 inside this folder, so fonts for an override belong here or inline as ``data:`` URIs.

@@ -49,6 +49,6 @@ def main() -> None:
 
     from auditor import sandbox
 
-    sandbox.remember_argv(sys.argv[1:])  # `run` re-executes these in a sandboxed child
+    sandbox.remember_argv(sys.argv[1:], "auditor.cli:main")  # `run` re-executes these in a sandboxed child
     app()
 

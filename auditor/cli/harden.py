@@ -70,7 +70,7 @@ def harden(
     as_json: Annotated[bool, typer.Option("--json", help="Print the training log as JSON on stdout.")] = False,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out's folder or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
 ) -> None:
-    from auditor.harden import HardenConfig, harden as run_harden, log_path_for
+    from auditor.hardening import HardenConfig, harden as run_harden, log_path_for
 
     registry = get_registry()
     if not model.exists():

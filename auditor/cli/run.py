@@ -145,7 +145,7 @@ def run(
     if not data.exists():
         raise UsageError(f"data path {data} does not exist")
     if defense is not None:
-        from auditor.defenses import parse_defense
+        from auditor.evaluation.defenses import parse_defense
 
         parse_defense(defense, registry)  # a bad spec exits 2 before anything is loaded
     criteria = list(fail_under or [])

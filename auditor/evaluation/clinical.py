@@ -11,7 +11,7 @@
   the clean-correct samples of the source class, success rates with Wilson intervals.
 
 AUROC under attack needs a score for every sample, attacked or not. For two-class models
-:func:`directional_pgd` pushes every sample towards the other class (positives down,
+The ``clinical-targeted-pgd`` attack (plugins/attacks/targeted_pgd.py) pushes every sample towards the other class (positives down,
 negatives up: the worst case for ranking) at each eps; each sample's adversarial score is
 the most adverse positive-class probability found by that run or by any audit attack that
 broke it, carried over from smaller eps (a smaller ball lies inside a larger one).
@@ -24,11 +24,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from auditor.errors import UsageError
+from auditor.registry import get_registry
 from auditor.stats import proportion_ci
-from plugins.attacks._common import generator, project
+from auditor.steps import attack_chunk, step_seed
 
 Z95 = 1.959963984540054
 
@@ -165,36 +165,7 @@ def clinical_metrics(results: dict[str, Any], positive: dict[str, Any],
 
 
 # ---------------------------------------------------------------- targeted PGD
-def directional_pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, alpha: float,
-                    steps: int, restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Targeted L-inf PGD (Madry et al. 2018) ascending log p(target). Returns per sample the
-    best target probability over all iterates, whether any iterate predicted the target,
-    and the best iterate."""
-    best_p = torch.full((len(x),), -1.0, device=x.device)
-    hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    best_x = x.clone()
-    gen = generator(seed, x.device)
-    for restart in range(max(restarts, 1)):
-        if restarts > 0:
-            x_adv = project(x + (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps, x, eps)
-        else:
-            x_adv = x.clone()
-        for step in range(steps + 1):
-            last = step == steps
-            xg = x_adv.detach().requires_grad_(not last)
-            with torch.set_grad_enabled(not last):
-                logits = model(xg)
-                log_p = F.log_softmax(logits.double(), 1).gather(1, target[:, None]).squeeze(1)
-            p = log_p.detach().exp().float()
-            better = p > best_p
-            best_p = torch.where(better, p, best_p)
-            best_x[better] = x_adv[better].detach()
-            hit |= logits.detach().argmax(1) == target
-            if last:
-                break
-            (grad,) = torch.autograd.grad(log_p.sum(), xg)
-            x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
-    return best_p, hit, best_x
+TARGETED_ATTACK = "clinical-targeted-pgd"  # plugins/attacks/targeted_pgd.py
 
 
 def run_targeted(audit: Any, positive: dict[str, Any],
@@ -203,22 +174,13 @@ def run_targeted(audit: Any, positive: dict[str, Any],
     per-sample adversarial positive-class scores for AUROC under attack."""
     if positive["index"] is None:
         return None, None
-    from auditor.engine import step_seed
-    from plugins.attacks._common import step_size
-
     prep, config = audit.prep, audit.prep.config
     pos = int(positive["index"])
     k = prep.num_classes
     binary = k == 2
-    if "pgd" in prep.params:
-        params = dict(prep.params["pgd"])
-    else:
-        registry = getattr(prep, "registry", None)
-        if registry is None:
-            from auditor.registry import get_registry
-
-            registry = get_registry()
-        params = registry.get("attacks", "pgd").parameters(config.budget, audit.ctx)
+    attack = (prep.registry or get_registry()).get("attacks", TARGETED_ATTACK)
+    # the audit's PGD budget when PGD ran (the same steps and step sizes), else the budget's
+    params = dict(prep.params["pgd"]) if "pgd" in prep.params else attack.parameters(config.budget, audit.ctx)
     steps, restarts = int(params.get("steps", 10)), int(params.get("restarts", 0))
     labels, correct = audit.labels, audit.correct
     clean_probs = audit.clean_probs
@@ -240,7 +202,6 @@ def run_targeted(audit: Any, positive: dict[str, Any],
         adverse = clean_probs[:, pos].astype(np.float64).copy()  # positives: lower is worse; negatives: higher
     for eps_255 in prep.eps_255:
         eps = eps_255 / 255.0
-        alpha = step_size(params, eps)
         best = np.zeros(len(indices))
         hit = np.zeros(len(indices), dtype=bool)
         bs = max(int(config.batch_size), 1)
@@ -249,9 +210,9 @@ def run_targeted(audit: Any, positive: dict[str, Any],
             x, _, _ = audit._batch(chunk)
             tgt = torch.as_tensor(targets[start : start + bs], device=x.device, dtype=torch.long)
             seed = step_seed(config.seed, "targeted-pgd", eps_255, chunk_no)
-            p, h, _ = directional_pgd(audit.ctx.model, x, tgt, eps, alpha, steps, restarts, seed)
-            best[start : start + len(chunk)] = p.double().cpu().numpy()
-            hit[start : start + len(chunk)] = h.cpu().numpy()
+            result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps, params, seed)
+            best[start : start + len(chunk)] = result.outputs["best_target_prob"].double().cpu().numpy()
+            hit[start : start + len(chunk)] = result.outputs["hit"].cpu().numpy()
         hit_so_far |= hit
         src_labels = labels[indices]
         src_correct = correct[indices]

@@ -35,11 +35,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from auditor.accounting import CountingModel, PassCounter
+from auditor.datasets import open_dataset
 from auditor.errors import InputError
+from auditor.interfaces import AttackContext, DataOptions
 from auditor.progress import Progress
+from auditor.steps import attack_chunk
 
 FPR_TARGET = 0.05
 DEFAULT_ATTACKS = ("fgsm", "pgd", "cw")
@@ -170,21 +173,7 @@ class MahalanobisDetector:
 
 
 # --------------------------------------------------------------------- evaluation
-def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
-
-
-def adaptive_pgd(detector: MahalanobisDetector, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
-                 steps: int, lam: float, threshold: float) -> torch.Tensor:
-    """PGD ascending ``CE(logits, y) - lam * score / threshold``: misclassify and look clean."""
-    x_adv = x.clone()
-    for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        logits, score = detector.forward(x_adv)
-        objective = F.cross_entropy(logits, y, reduction="sum") - lam * (score / threshold).sum()
-        (grad,) = torch.autograd.grad(objective, x_adv)
-        x_adv = _project(x_adv.detach() + alpha * grad.sign(), x, eps)
-    return x_adv.detach()
+ADAPTIVE_ATTACK = "detector-aware-pgd"  # plugins/attacks/detector_pgd.py
 
 
 def _rates(clean_scores: np.ndarray, adv_scores: np.ndarray, fooled: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -204,9 +193,6 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
                     lambdas: Sequence[float] = DEFAULT_LAMBDAS, adaptive_steps: int = 20,
                     progress: Progress | None = None) -> dict[str, Any]:
     """Detection AUROC per attack and eps, then under the adaptive attack (module docstring)."""
-    from auditor.accounting import CountingModel, PassCounter
-    from auditor.interfaces import AttackContext
-
     progress = progress or Progress()
     model.eval()
     t_start = time.perf_counter()
@@ -230,12 +216,8 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
             with progress.task(f"detection: {name} eps={eps:g}/255", len(xc)) as bar:
                 advs = []
                 for i in range(0, len(xc), batch_size):
-                    params["seed"] = seed + i
-                    torch.manual_seed(params["seed"])
-                    np.random.seed(params["seed"])
                     xb = xc[i : i + batch_size]
-                    advs.append(_project(attack.run(ctx, xb, yc[i : i + batch_size], eps / 255, params).x_adv.detach(),
-                                         xb, eps / 255))
+                    advs.append(attack_chunk(attack, ctx, xb, yc[i : i + batch_size], eps / 255, params, seed + i)[1])
                     bar.advance(len(xb))
             x_adv = torch.cat(advs)
             with torch.no_grad():
@@ -243,6 +225,8 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
             rows.append({"attack": name, "eps_255": eps,
                          **_rates(clean_scores, detector.score(x_adv, batch_size).numpy(), fooled.cpu().numpy(), threshold)})
     adaptive = []
+    adaptive_attack = registry.get("attacks", ADAPTIVE_ATTACK)
+    ctx.extra["detector"] = detector
     for eps in eps_255:
         e = eps / 255
         alpha = max(e / 8, 0.25 / 255)
@@ -254,7 +238,9 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
                 todo = np.nonzero(~evaded)[0]
                 for i in range(0, len(todo), batch_size):
                     idx = torch.as_tensor(todo[i : i + batch_size], device=x.device)
-                    x_adv = adaptive_pgd(detector, xc[idx], yc[idx], e, alpha, adaptive_steps, lam, threshold)
+                    params = {"steps": adaptive_steps, "step_size_255": alpha * 255, "lam": lam, "threshold": threshold}
+                    # no reseeding: the attack starts from the clean image and draws nothing
+                    x_adv = attack_chunk(adaptive_attack, ctx, xc[idx], yc[idx], e, params, None)[1]
                     with torch.no_grad():
                         logits, score = detector.forward(x_adv)
                     ok = ((logits.argmax(1) != yc[idx]) & (score <= threshold)).cpu().numpy()
@@ -288,9 +274,6 @@ def detection_for_audit(audit: Any) -> dict[str, Any]:
     ``--detector-fit-limit``), then evaluate it on up to ``--detector-samples`` of the
     audit's clean-correct images, seeded: AUROC per attack (FGSM, PGD, CW at the audit's
     budget) and eps, and under the adaptive attack."""
-    from auditor.datasets import open_dataset
-    from auditor.interfaces import DataOptions
-
     prep, config = audit.prep, audit.config
     c, h, w = prep.input_shape
     options = DataOptions(channels=c, input_size=(h, w), split=config.detector_fit_split, classes=config.classes,

@@ -11,122 +11,22 @@ plugin-written files must render, never crash.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from markupsafe import Markup
 
-from auditor import plots
+from auditor.reporting import plots
+from auditor.reporting.filters import css_colour, eps255, is_finite, pct, short_date
+from auditor.reporting.plots_segmentation import segmentation_figures as build_segmentation_figures
 from auditor.results import number_or_none
 
 BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
-# Values that reach CSS (a style attribute) get no help from HTML autoescaping: for it
-# "red;background:url(file:///...)" is plain text, for a browser or WeasyPrint a fetch.
-# So a colour is one of these shapes or it is replaced, never passed through.
-HEX_COLOUR_RE = re.compile(r"#(?:[0-9A-Fa-f]{3}){1,2}")
-NAMED_COLOURS = frozenset({"black", "white", "grey", "gray", "red", "green", "blue", "yellow", "orange",
-                           "purple", "transparent"})
-FALLBACK_COLOUR = "transparent"
 # The images results.json may carry (base64 PNG written by our own plots); the templates
 # put them after a fixed "data:image/png;base64," so only the payload is checked here.
 IMAGE_KEYS = ("clean_png", "adv_png", "perturbation_png", "overlay_png")
-
-
-# ------------------------------------------------------------------ formatting
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def pct(value: Any, digits: int = 1) -> str:
-    """0.7583 -> '75.8%'; None/NaN -> 'n/a'."""
-    return f"{100.0 * value:.{digits}f}%" if _finite(value) else "n/a"
-
-
-def num(value: Any, digits: int = 3) -> str:
-    if isinstance(value, bool) or value is None:
-        return "n/a" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}g}" if _finite(value) else "n/a"
-
-
-def fixed(value: Any, digits: int = 3) -> str:
-    """A float with a fixed number of decimals: 1.3 -> '1.300'."""
-    return f"{value:.{digits}f}" if _finite(value) else "n/a"
-
-
-def count(value: Any) -> str:
-    """A count that may be stored as a float: 22422.0 -> '22,422'."""
-    return f"{round(value):,}" if _finite(value) else "n/a"
-
-
-def eps255(value: Any) -> str:
-    """2 -> '2/255'."""
-    return f"{value:g}/255" if _finite(value) else "n/a"
-
-
-def eps_unit(value: Any) -> str:
-    """An eps in /255 units written in [0,1] units: 2 -> '0.0078'."""
-    return f"{value / 255.0:.4f}" if _finite(value) else "n/a"
-
-
-def as255(value: Any) -> str:
-    """A distance in [0,1] units written in /255 units: 0.00784 -> '2.00/255'."""
-    return f"{value * 255.0:.2f}/255" if _finite(value) else "n/a"
-
-
-def seconds(value: Any) -> str:
-    if not _finite(value):
-        return "n/a"
-    return f"{value:.2f} s" if value < 120 else f"{value / 60:.1f} min"
-
-
-def short_date(value: Any) -> str:
-    """ISO timestamp -> '2026-11-26 00:07 UTC'; anything else verbatim."""
-    if not isinstance(value, str):
-        return "unknown date"
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(timezone.utc)
-        return stamp.strftime("%Y-%m-%d %H:%M UTC")
-    return stamp.strftime("%Y-%m-%d %H:%M")
-
-
-def plain(value: Any) -> str:
-    """A parameter value as short text (lists joined, floats trimmed)."""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple)):
-        sep = " | " if any(isinstance(v, dict) for v in value) else ", "
-        return sep.join(plain(v) for v in value)
-    if isinstance(value, dict):
-        return "; ".join(f"{k}={plain(v)}" for k, v in value.items())
-    return "n/a" if value is None else str(value)
-
-
-def css_colour(value: Any) -> str:
-    """A colour safe inside a style attribute: #rgb, #rrggbb or a plain name; else transparent."""
-    if isinstance(value, str) and (HEX_COLOUR_RE.fullmatch(value) or value.lower() in NAMED_COLOURS):
-        return value
-    return FALLBACK_COLOUR
-
-
-def class_label(value: Any) -> str:
-    """A class name for prose: data sets with numeric labels read 'class 1', not '1'."""
-    text = "n/a" if value is None else str(value)
-    return f"class {text}" if text.lstrip("-").isdigit() else text
-
-
-FILTERS: dict[str, Callable[..., str]] = {
-    "pct": pct, "num": num, "fixed": fixed, "count": count, "eps255": eps255, "eps_unit": eps_unit, "as255": as255, "seconds": seconds,
-    "short_date": short_date, "plain": plain, "class_label": class_label, "css_colour": css_colour,
-}
 
 
 # ------------------------------------------------------------------- selection
@@ -175,9 +75,9 @@ def attack_table(results: dict[str, Any]) -> tuple[list[float], list[dict[str, A
     None) per eps, in the order the engine ran them."""
     entries = [e for e in _list(results.get("attacks")) if isinstance(e, dict)]
     config = _dict(results.get("config"))
-    eps_list = [e for e in _list(config.get("eps_255")) if _finite(e)]
+    eps_list = [e for e in _list(config.get("eps_255")) if is_finite(e)]
     if not eps_list:
-        eps_list = sorted({e.get("eps_255") for e in entries if _finite(e.get("eps_255"))})
+        eps_list = sorted({e.get("eps_255") for e in entries if is_finite(e.get("eps_255"))})
     configured = [a for a in _list(config.get("attacks")) if isinstance(a, dict)]
     names = [a.get("name") for a in configured]
     names += [e.get("attack") for e in entries if e.get("attack") not in names]
@@ -245,7 +145,7 @@ def black_box_evidence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         if row["threat_model"] != "black-box":
             continue
-        cells = [c for c in row["cells"] if c and _finite(c.get("success_rate"))]
+        cells = [c for c in row["cells"] if c and is_finite(c.get("success_rate"))]
         best = max(cells, key=lambda c: c["success_rate"], default=None)
         if best is not None:
             out.append({"row": row, "cell": best})
@@ -328,7 +228,7 @@ def gallery(results: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------- figures
 def _ci(block: Any) -> tuple[float, float] | None:
     ci = _dict(block).get("ci95")
-    return (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 and all(_finite(v) for v in ci) else None
+    return (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 and all(is_finite(v) for v in ci) else None
 
 
 def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str, Any]],
@@ -338,7 +238,7 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
     clean = _dict(results.get("clean"))
     task = _dict(results.get("model")).get("task", "classification")
     mode = _dict(results.get("config")).get("mode", "cascade")
-    if task != "classification" or not worst or not _finite(clean.get("accuracy")):
+    if task != "classification" or not worst or not is_finite(clean.get("accuracy")):
         return out
     xs = [0.0] + [w.get("eps_255") for w in worst]
     curves = []
@@ -381,12 +281,8 @@ def figures(results: dict[str, Any], eps_list: list[float], rows: list[dict[str,
 
 
 def segmentation_figures(results: dict[str, Any]) -> dict[str, Any] | None:
-    """Figures of a segmentation audit, from the segmentation plots module when installed."""
-    try:
-        from auditor.plots_segmentation import segmentation_figures as build
-    except ImportError:
-        return None
-    figs = build(results) or {}
+    """Figures of a segmentation audit (Dice / IoU / missed rate against eps)."""
+    figs = build_segmentation_figures(results) or {}
     # matplotlib escapes the text inside the SVG; mark it safe so autoescape keeps it markup.
     return {k: {**v, "svg": Markup(v["svg"])} if isinstance(v, dict) and isinstance(v.get("svg"), str) else v
             for k, v in figs.items()}
@@ -401,7 +297,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
     summary = _dict(results.get("summary"))
     task = model.get("task") or config.get("task") or "classification"
     # an entry without a numeric budget cannot be placed in a table or on an axis
-    worst = [w for w in _list(results.get("worst_case")) if isinstance(w, dict) and _finite(w.get("eps_255"))]
+    worst = [w for w in _list(results.get("worst_case")) if isinstance(w, dict) and is_finite(w.get("eps_255"))]
     eps_list, rows = attack_table(results)
     classes = per_class_rows(results, worst) if task == "classification" else []
     return {

@@ -1,4 +1,4 @@
-"""The jinja2 environment shared by the HTML and PDF reporters.
+"""The jinja2 environment shared by the HTML and PDF reporters and ``medaudit compare``.
 
 Autoescaping is on for every template whatever its name: class names, file paths and
 plugin metadata in ``results.json`` come from users and third parties and must reach
@@ -22,7 +22,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from auditor.errors import InputError, UsageError
-from auditor.report_context import FILTERS, build_context
+from auditor.reporting.context import build_context
+from auditor.reporting.filters import FILTERS
 from report_templates import MAIN_TEMPLATE, TEMPLATE_DIR
 
 
@@ -69,12 +70,20 @@ def make_environment(template_dirs: Iterable[Path] = (), packages: Iterable[str]
     return env
 
 
+def render_template(template: str, template_dirs: Iterable[Path] = (), **context: Any) -> str:
+    """Any built-in page (e.g. ``compare.html.jinja``) in the same sandbox, filters and CSS."""
+    return _render(make_environment(template_dirs), template, context)
+
+
 def render_html(results: dict[str, Any], template_dirs: Iterable[Path] = (), packages: Iterable[str] = (),
                 rendered_at: str | None = None, template: str = MAIN_TEMPLATE) -> str:
     """The report as one self-contained HTML string."""
-    env = make_environment(template_dirs, packages)
+    return _render(make_environment(template_dirs, packages), template, build_context(results, rendered_at))
+
+
+def _render(env: jinja2.Environment, template: str, context: dict[str, Any]) -> str:
     try:
-        return env.get_template(template).render(**build_context(results, rendered_at))
+        return env.get_template(template).render(**context)
     except SecurityError as exc:
         raise InputError(f"report template refused by the sandbox: {exc}") from None
     except jinja2.TemplateSyntaxError as exc:

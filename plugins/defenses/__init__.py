@@ -1,7 +1,7 @@
 """Built-in defenses plugin: preprocessing defenses applied in front of the model, one
 module each. Evaluated by ``medaudit run --defense name:key=value`` (see
-:mod:`auditor.defenses`); adversarial training is ``medaudit harden`` and detection
-:mod:`auditor.detection`."""
+:mod:`auditor.evaluation.defenses`); adversarial training is ``medaudit harden`` and detection
+:mod:`auditor.evaluation.detection`."""
 
 from auditor.hookspecs import hookimpl
 from plugins.defenses.bit_depth import BitDepth

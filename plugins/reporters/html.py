@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from auditor.interfaces import Reporter, ReportOptions
 from auditor.results import write_atomic
-from plugins.reporters.rendering import render_html
+from auditor.reporting.environment import render_html
 
 
 class HtmlReporter(Reporter):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.cli.compare import compare_results
+from auditor.comparison import compare_results
 from auditor.results import write_results
 
 runner = CliRunner()

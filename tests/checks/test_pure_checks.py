@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from auditor.checks import check_class_count, check_monotone_sequences, skipped_checks, summarise_checks
+from auditor.evaluation.checks import check_class_count, check_monotone_sequences, skipped_checks, summarise_checks
 from plugins.attacks.autoattack import AutoAttack
 
 
@@ -68,7 +68,7 @@ def test_gradient_check_sees_zero_gradients_of_a_step_function():
 
 def test_a_check_that_crashes_is_skipped_with_its_reason():
     from auditor.accounting import PassCounter
-    from auditor.checks import ValidityChecks
+    from auditor.evaluation.checks import ValidityChecks
 
     checks = ValidityChecks.__new__(ValidityChecks)  # only the timing wrapper is exercised
     checks.audit = SimpleNamespace(counter=PassCounter())

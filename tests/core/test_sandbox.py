@@ -143,7 +143,7 @@ def test_enter_confines_writes_and_tcp(tmp_path, listener):
 
 def test_sandbox_state_is_in_the_report():
     """The report's configuration table says how the model was confined, or that it was not."""
-    from plugins.reporters.rendering import render_html
+    from auditor.reporting.environment import render_html
     from tests.reporters.conftest import FIXTURES
 
     results = json.loads((FIXTURES / "results.json").read_text())

@@ -84,7 +84,7 @@ def test_undefended_baseline_equals_the_plain_audit(toy_files, tmp_path):
 
 
 def test_gain_rows_and_verdict():
-    from auditor.defenses import _gain_rows, _verdict
+    from auditor.evaluation.defense_audit import _gain_rows, _verdict
 
     def wc(*values):
         return [{"eps_255": e, "robust_accuracy": v} for e, v in zip((2, 4, 8), values)]
@@ -99,7 +99,7 @@ def test_gain_rows_and_verdict():
 
 
 def test_evidence_from_two_audits_reads_like_the_report():
-    from auditor.harden import evidence_from_audits
+    from auditor.hardening import evidence_from_audits
 
     def results(clean, worst):
         return {"clean": {"accuracy": clean}, "worst_case": [{"eps_255": e, "robust_accuracy": v} for e, v in worst]}
@@ -113,7 +113,7 @@ def test_evidence_from_two_audits_reads_like_the_report():
 
 def test_evidence_states_the_balanced_figure_when_classes_are_known():
     """A drift towards the majority class raises accuracy; the mean over classes shows it."""
-    from auditor.harden import evidence_from_audits
+    from auditor.hardening import evidence_from_audits
 
     def results(clean, robust, per_class):
         return {"clean": {"accuracy": clean}, "worst_case": [{"eps_255": 4, "robust_accuracy": robust, "per_class": {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from auditor.detection import FeatureExtractor, MahalanobisDetector, compute_auroc, detection_audit
+from auditor.evaluation.detection import FeatureExtractor, MahalanobisDetector, compute_auroc, detection_audit
 from auditor.errors import InputError
 from tests.defenses.toy import to_tensor, toy_arrays
 

@@ -82,7 +82,7 @@ def test_segmentation_pgd_at_raises_dice_under_pgd(tmp_path):
     """A toy segmentation task: the mask is where a faint square is; PGD-AT with the Dice
     inner loss must raise Dice under PGD-Dice on held-out images."""
     pytest.importorskip("plugins.attacks.seg_losses", reason="segmentation losses not installed")
-    from auditor.harden import HardenConfig, harden
+    from auditor.hardening import HardenConfig, harden
     from auditor.registry import get_registry
     from tests.defenses.toy_seg import train_toy_unet, write_seg_folders
 

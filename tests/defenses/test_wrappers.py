@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.defenses import (ExpectationOverTransformation, SeededRandomized, StraightThrough, build_defended,
+from auditor.evaluation.defenses import (ExpectationOverTransformation, SeededRandomized, StraightThrough, build_defended,
                               parse_defense)
 from auditor.errors import UsageError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from auditor.engine import run_attack_fitting_memory
+from auditor.steps import run_attack_fitting_memory
 from auditor.errors import InputError
 from auditor.hookspecs import hookimpl
 from auditor.interfaces import AttackResult

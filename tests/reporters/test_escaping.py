@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from markupsafe import escape
 
-from plugins.reporters.rendering import render_html
+from auditor.reporting.environment import render_html
 from tests.reporters.conftest import IMG, SCRIPT
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 
-from plugins.reporters.rendering import render_html
+from auditor.reporting.environment import render_html
 from tests.reporters.conftest import FIXTURES, RENDERED_AT
 
 GOLDEN = FIXTURES / "report.golden.html"

@@ -16,7 +16,7 @@ import pytest
 
 from auditor.errors import MedauditError
 from auditor.interfaces import ReportOptions
-from auditor.report_context import pct
+from auditor.reporting.filters import pct
 from auditor.reporting import render_reports
 from plugins.reporters import pdf as pdf_module
 from plugins.reporters.pdf import PdfReporter, RemoteFetchRefused, check_url

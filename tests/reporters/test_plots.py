@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from auditor import plots
+from auditor.reporting import plots
 
 
 def curves() -> list[plots.Curve]:

@@ -23,8 +23,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor import report_context
-from plugins.reporters.rendering import render_html
+from auditor.reporting import filters
+from auditor.reporting.environment import render_html
 from tests.reporters.conftest import load_results
 from tests.reporters.test_templates import segmentation_results
 
@@ -216,7 +216,7 @@ def test_text_where_numbers_belong_renders_as_not_available():
     (None, "transparent"), (12, "transparent"),
 ])
 def test_css_colour(colour, expected):
-    assert report_context.css_colour(colour) == expected
+    assert filters.css_colour(colour) == expected
 
 
 def test_compare_html_of_a_hostile_audit(tmp_path):

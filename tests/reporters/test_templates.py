@@ -12,7 +12,7 @@ import pytest
 from auditor.errors import UsageError
 from auditor.interfaces import ReportOptions
 from plugins.reporters.html import HtmlReporter
-from plugins.reporters.rendering import render_html
+from auditor.reporting.environment import render_html
 from report_templates import TEMPLATE_DIR
 
 SECTIONS = ["Executive summary", "Scope and threat model", "Model and data", "Results", "Adversarial examples",
@@ -155,7 +155,7 @@ def test_segmentation_without_partial_still_renders(results, tmp_path, monkeypat
     (an older install, a third-party template package) still renders the rest."""
     import shutil
 
-    import plugins.reporters.rendering as rendering
+    import auditor.reporting.environment as rendering
 
     copy = tmp_path / "templates"
     shutil.copytree(TEMPLATE_DIR, copy)

@@ -164,7 +164,7 @@ def test_engine_enforces_the_threat_model_and_keeps_masks(threshold_model, seg_d
 
 
 def test_writes_after_every_step(threshold_model, seg_data, tmp_path, registry, monkeypatch):
-    import auditor.segmentation as seg
+    import auditor.engine.segmentation as seg
 
     seen = []
     original = seg.write_results
@@ -192,7 +192,7 @@ def test_deterministic_under_a_seed(threshold_model, seg_data, tmp_path, registr
 
 
 def test_resume_runs_only_the_missing_steps(threshold_model, seg_data, tmp_path, registry, monkeypatch):
-    import auditor.segmentation as seg
+    import auditor.engine.segmentation as seg
 
     config = seg_config(threshold_model, seg_data, tmp_path / "out", attacks=["seg-fgsm-bce", "seg-pgd-dice"])
     full = run_audit(config, registry, command="x")
@@ -247,7 +247,7 @@ def test_multiclass_model_end_to_end(seg_data, tmp_path, registry):
 
 
 def test_large_images_are_batched_by_pixels(threshold_model, seg_data, tmp_path, registry, monkeypatch):
-    import auditor.segmentation as seg
+    import auditor.engine.segmentation as seg
 
     monkeypatch.setattr(seg, "MAX_PIXELS_PER_BATCH", 2 * SIZE * SIZE)
     results = run_audit(seg_config(threshold_model, seg_data, tmp_path / "out", attacks=["seg-fgsm-bce"],

@@ -8,11 +8,11 @@ import copy
 import pytest
 
 from auditor.audit import run_audit
-from auditor.plots_segmentation import segmentation_figures
+from auditor.reporting.plots_segmentation import segmentation_figures
 from tests.segmentation.conftest import seg_config
 
-rendering = pytest.importorskip("plugins.reporters.rendering")
-report_context = pytest.importorskip("auditor.report_context")
+rendering = pytest.importorskip("auditor.reporting.environment")
+report_context = pytest.importorskip("auditor.reporting.context")
 
 
 def render(results: dict) -> str:

@@ -8,8 +8,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from auditor.plots_segmentation import (ADVERSARIAL_COLOUR, metric_vs_eps_svg, overlay_png,
-                                        segmentation_figures)
+from auditor.imagery import ADVERSARIAL_COLOUR, overlay_png
+from auditor.reporting.plots_segmentation import metric_vs_eps_svg, segmentation_figures
 
 
 def masks(size: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from auditor.audit import run_audit
 from auditor.cli import app
 from auditor.config import AuditConfig
-from auditor.engine import prepare
+from auditor.engine.prepare import prepare
 from auditor.results import read_results
-from auditor.segmentation import SegmentationAudit
+from auditor.engine.segmentation import SegmentationAudit
 
 pytestmark = pytest.mark.realdata
 MODEL = Path("models") / "retina_unet_orobix" / "retina_unet.torchscript.pt"

@@ -1,0 +1,165 @@
+"""From a configuration to a prepared audit: the model loaded and probed, the data opened
+and checked against it, the attacks chosen with their parameters, the defense attached.
+Everything a user can get wrong fails here, before the first attack runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor.accounting import PassCounter
+from auditor.config import AuditConfig, resolve_device
+from auditor.datasets import open_dataset
+from auditor.errors import InputError, UsageError
+from auditor.evaluation.defenses import attach_defense
+from auditor.interfaces import AttackContext, DataOptions, Dataset
+from auditor.models import SingleLogitAsTwoClasses, infer_input_channels, open_model, probe_model
+from auditor.numerics import BUDGETS
+from auditor.progress import Progress
+from auditor.registry import Registry
+
+
+@dataclass
+class Prepared:
+    """Everything loaded and checked before the first attack runs."""
+
+    config: AuditConfig
+    model: Any  # auditor.models.LoadedModel
+    dataset: Dataset
+    modality: Any
+    task: str
+    num_classes: int
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    device: torch.device
+    attacks: list[Any]
+    params: dict[str, dict[str, Any]]
+    eps_255: list[float]
+    warnings: list[str] = field(default_factory=list)
+    probe: Any = None
+    registry: Any = None
+    defense: Any = None  # auditor.evaluation.defenses.DefendedModels when --defense is given
+
+
+def prepare(config: AuditConfig, registry: Registry, progress: Progress | None = None) -> Prepared:
+    """Load and validate the model, data and attack configuration."""
+    progress = progress or Progress()
+    device = resolve_device(config.device)
+    modality = registry.get("modalities", config.modality)
+    _check_numbers(config)
+    with progress.task("loading model", None):
+        model = open_model(
+            registry, config.model, format=config.model_format, arch=config.arch,
+            trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
+        )
+    channels = config.channels or infer_input_channels(model.module) or modality.channels
+    input_size = config.input_size or modality.input_size
+    input_shape = (channels, input_size[0], input_size[1])
+    probe = probe_model(model.module, input_shape, device)
+    task = config.task or probe.task
+    warnings = _output_warnings(config, model, probe, task)
+
+    with progress.task("opening data", None):
+        options = DataOptions(
+            channels=channels, input_size=input_size, split=config.split, classes=config.classes,
+            limit=config.limit, seed=config.seed, task=task, roi=config.roi,
+            follow_symlinks=config.follow_symlinks,
+        )
+        dataset = open_dataset(registry, config.data, options, source=config.data_format)
+    if len(dataset) == 0:
+        raise InputError(f"data set {config.data} is empty")
+    num_classes = probe.num_classes
+    class_names = list(dataset.class_names)
+    if task == "classification":
+        class_names = _class_names_for(dataset, num_classes, warnings)
+
+    attacks = _attacks(config, registry, task)
+    eps_255 = sorted(config.eps_255 or list(modality.eps_255))
+    dummy_ctx = AttackContext(
+        model=model.module, device=device, num_classes=num_classes, input_shape=input_shape,
+        task=task, seed=config.seed, batch_size=config.batch_size, counter=PassCounter(),
+    )
+    params = {}
+    for attack in attacks:
+        backend = config.backends.get(attack.name, attack.default_backend)
+        if backend not in attack.backends:
+            raise UsageError(f"attack '{attack.name}' has no '{backend}' backend ({', '.join(attack.backends)})")
+        params[attack.name] = {**attack.parameters(config.budget, dummy_ctx), "backend": backend}
+    defense = attach_defense(config, registry, model, task)  # the audit then predicts through it
+    return Prepared(
+        config=config, model=model, dataset=dataset, modality=modality, task=task,
+        num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
+        attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe, registry=registry,
+        defense=defense,
+    )
+
+
+def _check_numbers(config: AuditConfig) -> None:
+    if config.budget not in BUDGETS:
+        raise UsageError(f"--budget: '{config.budget}' is not quick, standard or thorough")
+    if config.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if config.limit is not None and config.limit < 1:
+        raise UsageError("--limit must be at least 1")
+
+
+def _output_warnings(config: AuditConfig, model: Any, probe: Any, task: str) -> list[str]:
+    """A one-logit classifier becomes two classes; probabilities are refused or flagged."""
+    warnings: list[str] = []
+    if task == "classification" and probe.binary:
+        model.module = SingleLogitAsTwoClasses(model.module)
+        warnings.append("the model has one output logit; it is audited as two classes [0, z] (sigmoid)")
+    if probe.looks_like_probabilities:
+        message = (
+            "the model's outputs look like probabilities (softmax/sigmoid at the end), not logits: "
+            "gradient attacks on saturated probabilities underestimate vulnerability"
+        )
+        if not config.allow_probabilities:
+            raise InputError(message + "; export the model without its final softmax, or pass --allow-probabilities")
+        warnings.append(message)
+    return warnings
+
+
+def _class_names_for(dataset: Dataset, num_classes: int, warnings: list[str]) -> list[str]:
+    """The data's class names, checked against the model's logits (padded with indices)."""
+    class_names = list(dataset.class_names)
+    labels = dataset.targets()
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise InputError(
+            f"label {int(labels.max())} is outside the model's {num_classes} classes "
+            f"(data classes: {', '.join(class_names)})"
+        )
+    if len(class_names) < num_classes:
+        class_names = class_names + [str(i) for i in range(len(class_names), num_classes)]
+    elif len(class_names) > num_classes:
+        raise InputError(
+            f"the data has {len(class_names)} classes ({', '.join(class_names)}) "
+            f"but the model outputs {num_classes} logits"
+        )
+    if len(np.unique(labels)) < 2:
+        warnings.append("the data set holds a single class: accuracy says nothing about the other classes")
+    return class_names
+
+
+def _attacks(config: AuditConfig, registry: Registry, task: str) -> list[Any]:
+    """The requested attacks (default: the task's battery), cheapest first."""
+    names = config.attacks or default_battery(registry, task)
+    attacks = []
+    for name in names:
+        attack = registry.get("attacks", name)
+        if not attack.public:
+            raise UsageError(f"attack '{name}' is internal to medaudit (it serves {attack.title or 'the engine'}); "
+                             "it is not an --attacks value")
+        if task not in attack.tasks:
+            raise UsageError(f"attack '{name}' does not support {task} models")
+        attacks.append(attack)
+    attacks.sort(key=lambda a: (a.cost, a.name))
+    return attacks
+
+
+def default_battery(registry: Registry, task: str) -> list[str]:
+    """Every public attack for ``task`` that declares itself part of the default battery."""
+    return [n for n, a in registry.attacks.items() if task in a.tasks and a.default_battery and a.public]

@@ -1,0 +1,119 @@
+"""What every task's results.json records besides its numbers: the header (provenance, model,
+data, modality), the resume state of an interrupted audit, the overhead of a step and the
+environment the numbers were measured in."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from auditor import __version__
+from auditor.accounting import PassTimer
+from auditor.errors import UsageError
+from auditor.progress import Progress
+from auditor.results import SCHEMA_VERSION, read_results
+from auditor.sandbox import environment_fact as sandbox_fact
+
+if TYPE_CHECKING:
+    from auditor.engine.prepare import Prepared
+
+
+def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int) -> dict[str, Any]:
+    """The parts of ``results.json`` every task starts with: provenance, model, data,
+    modality (each task adds its own ``config`` and result blocks)."""
+    data_desc = dict(prep.dataset.describe())
+    data_desc.update({
+        "source": str(prep.config.data), "format": prep.dataset.format, "n_samples": n,
+        "sha256": prep.dataset.fingerprint(), "split": prep.config.split or data_desc.get("split"),
+        "limit": prep.config.limit, "synthetic": bool(prep.config.extra.get("synthetic")),
+    })
+    if prep.config.extra.get("training"):
+        data_desc["training"] = prep.config.extra["training"]
+    probabilities = prep.probe is not None and prep.probe.looks_like_probabilities
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "medaudit", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "config_hash": cfg_hash,
+        "status": "running",
+        "model": {
+            "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
+            "format": prep.model.format, "task": prep.task, "num_classes": prep.num_classes,
+            "class_names": prep.class_names, "input_shape": list(prep.input_shape),
+            "normalization": {"mean": prep.config.mean, "std": prep.config.std},
+            "outputs": "probabilities" if probabilities else "logits",
+        },
+        "data": data_desc,
+        "modality": {
+            "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
+            "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
+            "positive_class": prep.modality.positive_class,
+        },
+        "warnings": list(prep.warnings),
+    }
+
+
+def resume_state(resume: bool, out: Path, cfg_hash: str, results: dict[str, Any],
+                 progress: Progress) -> tuple[dict[tuple[str, float], dict[str, Any]], list[dict[str, Any]]]:
+    """``--resume``: the finished attack steps and gallery of the audit in ``out``, keyed by
+    (attack, eps); ``results`` keeps its creation time and counts the resume. Refused when
+    the model, data or configuration changed (``config_hash``)."""
+    if not resume or not (out / "results.json").is_file():
+        return {}, []
+    previous = read_results(out / "results.json")
+    if previous.get("config_hash") != cfg_hash:
+        raise UsageError(
+            f"cannot resume {out}: the model, data or configuration changed since that audit "
+            "started; use a new --out folder or drop --resume to start over"
+        )
+    done = {(e["attack"], float(e["eps_255"])): e for e in previous.get("attacks", [])}
+    results["created"] = previous.get("created", results["created"])
+    results["resumed"] = previous.get("resumed", 0) + 1
+    progress.note(f"resuming: {len(done)} attack steps already done in {out}")
+    return done, list(previous.get("gallery", []))
+
+
+def overhead_block(timer: PassTimer | None, attack_time: float, elapsed: float, calls: dict[int, list[int]],
+                   verify_calls: dict[int, list[int]]) -> dict[str, Any] | None:
+    """``ratio``: the attack's wall time over what its counted passes cost, each call priced
+    at its own batch size. ``step_ratio``: the whole step (data loading, the engine's check
+    of every result, bookkeeping) over the same passes plus the check's."""
+    if timer is None:
+        return None
+    ideal = timer.ideal_s(calls)
+    ideal_step = ideal + timer.ideal_s(verify_calls)
+    return {
+        "ideal_s": ideal, "ratio": attack_time / ideal if ideal > 0 else None,
+        "step_ideal_s": ideal_step, "step_ratio": elapsed / ideal_step if ideal_step > 0 else None,
+        "calls_by_batch_size": {str(b): v for b, v in sorted(calls.items())},
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and machine the numbers were measured with. ART's version comes from its
+    package metadata: importing ART costs seconds a segmentation audit need not pay."""
+    try:
+        art_version: str | None = metadata.version("adversarial-robustness-toolbox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - ART is a dependency
+        art_version = None
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "art": art_version,
+        "medaudit": __version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    env.update(sandbox_fact())  # how the model was confined (auditor.sandbox)
+    return env

@@ -1,0 +1,113 @@
+"""The audit loop every task shares.
+
+One schedule (eps ascending, attacks cheap to expensive), one resume rule, one write of
+``results.json`` after every step (atomic, so a crash loses at most the step in flight).
+A task specialises the hooks: what the clean pass records, how one attack x eps step runs,
+what a finished step changes (the classification cascade), the worst case, and what runs
+after the last step (checks, clinical metrics, gates). In the manner of MONAI's
+``Workflow`` and its trainer/evaluator specialisations.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor.accounting import CountingModel, PassCounter
+from auditor.config import config_hash
+from auditor.engine.cache import SampleCache
+from auditor.engine.prepare import Prepared
+from auditor.engine.record import resume_state
+from auditor.interfaces import AttackContext
+from auditor.progress import Progress
+from auditor.results import write_results
+
+
+class AuditSkeleton:
+    """Runs one prepared audit; subclasses fill in the task's hooks."""
+
+    def __init__(self, prep: Prepared, progress: Progress | None, command: str | None, module: torch.nn.Module,
+                 batch_size: int) -> None:
+        self.prep = prep
+        self.config = prep.config
+        self.progress = progress or Progress()
+        self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        self.counter = PassCounter()
+        self.model = CountingModel(module, self.counter).eval()
+        self.cache = SampleCache(prep.dataset)
+        self.batch_size = batch_size
+        self.ctx = AttackContext(
+            model=self.model, device=prep.device, num_classes=prep.num_classes,
+            input_shape=prep.input_shape, task=prep.task, seed=self.config.seed,
+            batch_size=batch_size, counter=self.counter,
+        )
+        self.n = len(prep.dataset)
+        self.gallery: list[dict[str, Any]] = []
+
+    def _chunks(self, indices: np.ndarray) -> list[np.ndarray]:
+        bs = self.batch_size
+        return [indices[i : i + bs] for i in range(0, len(indices), bs)]
+
+    # ------------------------------------------------------------------- hooks
+    def before(self) -> None:
+        """Fail fast on anything the configuration gets wrong, before the clean pass."""
+
+    def base_results(self, cfg_hash: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def begin(self, results: dict[str, Any]) -> None:
+        """The clean pass and whatever the steps need from it, into ``results``."""
+        raise NotImplementedError
+
+    def start_eps(self, eps_255: float) -> None:
+        """Called before the first step at ``eps_255``."""
+
+    def step(self, attack: Any, eps_255: float) -> dict[str, Any]:
+        """One attack at one eps: the results entry."""
+        raise NotImplementedError
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """A finished (or resumed) step's entry, before it is written."""
+
+    def end_eps(self, eps_255: float) -> None:
+        """Called after the last step at ``eps_255``."""
+
+    def worst_case(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def finish(self, results: dict[str, Any]) -> None:
+        """Everything after the last step, down to ``status: complete`` and its write."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        prep, config = self.prep, self.config
+        out = Path(config.out)
+        cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+        self.before()
+        results = self.base_results(cfg_hash)
+        done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
+        self.begin(results)
+        write_results(out, results)
+        entries: list[dict[str, Any]] = []
+        for eps_255 in prep.eps_255:
+            self.start_eps(eps_255)
+            for attack in prep.attacks:
+                key = (attack.name, float(eps_255))
+                entry = done[key] if key in done else self.step(attack, eps_255)
+                self.record(entry)
+                entries.append(entry)
+                results["attacks"] = entries
+                results["worst_case"] = self.worst_case(entries)
+                results["gallery"] = self.gallery
+                results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                write_results(out, results)
+            self.end_eps(eps_255)
+        self.finish(results)
+        return results

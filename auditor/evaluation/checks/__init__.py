@@ -1,0 +1,67 @@
+"""Evaluation validity checks: is this robustness evaluation one a reviewer would trust?
+
+Each check answers pass / warn / fail with one line and the numbers behind it. They follow
+Carlini et al., "On Evaluating Adversarial Robustness" (2019, arXiv:1902.06705) and the
+checks AutoAttack runs on itself (``autoattack/checks.py``, Croce and Hein 2020):
+
+1. logits        the model outputs logits, not probabilities
+2. gradients     input gradients are not zero, NaN or infinite
+3. determinism   repeated forward passes agree (randomised models need EoT)
+4. monotone      robust accuracy never increases with eps
+5. iterative     PGD is at least as strong as FGSM at every eps
+6. black-box     Square / ZOO are not clearly stronger than PGD (masked gradients)
+7. large-eps     PGD at 64/255 drives accuracy to about zero
+8. convergence   PGD with twice the steps and restarts does not find much more
+9. noise         uniform noise of the same L-inf size is much weaker than the attack
+10. class-count  DLR and targeted losses are not used with too few classes
+
+Checks that need the model run on a seeded subsample of the clean-correct samples
+(``--check-samples``, 48 by default) through the audit's counting model, so their cost is
+counted and reported (``results["checks"]["cost"]``). Attacks come from the registry with
+the audit's own budget parameters. In cascade mode the audit's per-attack numbers are
+cumulative, so checks 4, 5 and 8 run PGD and FGSM *independently* on the subsample (with
+``--independent`` check 5 uses the audit's own per-attack table instead).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from auditor.evaluation.checks.attack_checks import AttackChecks
+from auditor.evaluation.checks.base import DEFAULT_SAMPLES, REFERENCES, STATUSES, check_result, skipped_checks, summarise_checks
+from auditor.evaluation.checks.model_checks import ModelChecks
+from auditor.evaluation.checks.pure import check_class_count, check_monotone_sequences
+
+__all__ = ["DEFAULT_SAMPLES", "REFERENCES", "STATUSES", "ValidityChecks", "check_class_count",
+           "check_monotone_sequences", "check_result", "run_checks", "skipped_checks", "summarise_checks"]
+
+
+class ValidityChecks(ModelChecks, AttackChecks):
+    """Runs the ten checks on a finished classification audit (see the module docstring)."""
+
+    def run(self, progress: Any = None) -> dict[str, Any]:
+        checks = [("logits", self.check_logits), ("gradients", self.check_gradients),
+                  ("determinism", self.check_determinism), ("monotone", self.check_monotone),
+                  ("iterative", self.check_iterative), ("black-box", self.check_black_box),
+                  ("large-eps", self.check_large_eps), ("convergence", self.check_convergence),
+                  ("noise", self.check_noise), ("class-count", self.check_class_count)]
+        before = self.audit.counter.snapshot()
+        t0 = time.perf_counter()
+        items = []
+        for i, (key, check) in enumerate(checks, 1):
+            items.append(self._timed(i, key, check))
+            if progress is not None:
+                progress.advance(1)
+        passes = self.audit.counter.since(before)
+        return summarise_checks(items, {
+            "time_s": time.perf_counter() - t0, "forward_samples": passes["forward_samples"],
+            "backward_samples": passes["backward_samples"],
+        }, subsample={"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
+                      "indices": [int(i) for i in self.sub], "seed": self.config.seed})
+
+
+def run_checks(audit: Any, results: dict[str, Any], samples: int = DEFAULT_SAMPLES,
+               progress: Any = None) -> dict[str, Any]:
+    """Run every validity check on a finished classification audit."""
+    return ValidityChecks(audit, results, samples).run(progress)

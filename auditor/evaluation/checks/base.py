@@ -1,0 +1,153 @@
+"""The validity checks' shared pieces: thresholds, the result record and the helpers every
+check uses (subsample, chunks, seeded attacks through the one step routine)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from auditor.registry import get_registry
+from auditor.steps import attack_chunk, step_seed
+
+REFERENCES = (
+    "Carlini et al., On Evaluating Adversarial Robustness, arXiv:1902.06705 (2019)",
+    "Croce & Hein, AutoAttack checks.py (ICML 2020)",
+    "Athalye et al., Obfuscated Gradients Give a False Sense of Security, ICML 2018",
+)
+DEFAULT_SAMPLES = 48
+GRADIENT_FAIL_FRACTION = 0.10  # check 2: more samples than this with zero/non-finite gradients fails
+DETERMINISM_REPEATS = 3
+DETERMINISM_RTOL = 1e-4  # check 3: logit differences below 1e-4 * max(1, |logit|) are float noise
+LARGE_EPS_255 = 64.0
+LARGE_EPS_STEPS = 20
+LARGE_EPS_PASS, LARGE_EPS_FAIL = 0.05, 0.20  # check 7: robust accuracy at 64/255
+CONVERGENCE_RESTARTS = 3
+NOISE_DRAWS = 8
+NOISE_RATIO = 0.5  # check 9: noise must break at most half as many samples as the attack
+STATUSES = ("pass", "warn", "fail", "skipped")
+
+
+def check_result(check_id: int, key: str, name: str, status: str, message: str,
+                 numbers: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    assert status in STATUSES, status
+    return {"id": check_id, "key": key, "name": name, "status": status, "message": message,
+            "numbers": numbers or {}, **extra}
+
+
+def tolerance_samples(n: int, fraction: float, minimum: int) -> int:
+    """The larger of ``minimum`` samples and ``fraction`` of ``n``: small subsamples are noisy."""
+    return max(minimum, int(np.floor(fraction * n)))
+
+
+def acc_of(fooled: np.ndarray) -> float | None:
+    return float(1 - fooled.mean()) if fooled.size else None
+
+
+def summarise_checks(items: list[dict[str, Any]], cost: dict[str, Any] | None = None,
+                     subsample: dict[str, Any] | None = None) -> dict[str, Any]:
+    counts = {s: sum(1 for it in items if it["status"] == s) for s in STATUSES}
+    verdict = "fail" if counts["fail"] else "warn" if counts["warn"] else "pass"
+    return {"verdict": verdict, "summary": counts, "items": items, "subsample": subsample,
+            "cost": cost, "references": list(REFERENCES)}
+
+
+def skipped_checks(reason: str) -> dict[str, Any]:
+    """``results["checks"]`` when the user turned the checks off."""
+    out = summarise_checks([])
+    out.update({"verdict": "skipped", "reason": reason})
+    return out
+
+
+class CheckBase:
+    """What every check uses, on a finished :class:`auditor.engine.ClassificationAudit`.
+
+    Uses from the audit: ``prep`` (config, params, eps grid, probe, registry), ``ctx`` (the
+    counting model), ``counter``, ``labels``, ``correct``, ``clean_pred`` and ``_batch``."""
+
+    def __init__(self, audit: Any, results: dict[str, Any], samples: int = DEFAULT_SAMPLES) -> None:
+        self.audit = audit
+        self.results = results
+        self.prep = audit.prep
+        self.config = audit.prep.config
+        self.ctx = audit.ctx
+        self.model = audit.ctx.model
+        self.registry = getattr(self.prep, "registry", None) or get_registry()
+        correct = np.nonzero(audit.correct)[0]
+        rng = np.random.default_rng(self.config.seed + 7919)
+        take = min(len(correct), max(int(samples), 0))
+        self.sub = np.sort(rng.choice(correct, size=take, replace=False)) if take else np.zeros(0, dtype=np.int64)
+        self.eps_255 = list(self.prep.eps_255)
+        self.eps_max = max(self.eps_255)
+        self._fooled: dict[tuple[str, float], np.ndarray] = {}
+
+    # -------------------------------------------------------------- helpers
+    def _data(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, _ = self.audit._batch(indices)
+        return x, y
+
+    def _chunks(self, indices: np.ndarray) -> list[np.ndarray]:
+        bs = max(int(self.config.batch_size), 1)
+        return [indices[i : i + bs] for i in range(0, len(indices), bs)]
+
+    def _seed(self, tag: str, eps_255: float, chunk: int) -> int:
+        return step_seed(self.config.seed, f"check:{tag}", eps_255, chunk)
+
+    def attack_params(self, name: str) -> dict[str, Any]:
+        """The audit's parameters for ``name`` when it was in the battery, else its own for the budget."""
+        if name in self.prep.params:
+            return dict(self.prep.params[name])
+        attack = self.registry.get("attacks", name)
+        return {**attack.parameters(self.config.budget, self.ctx), "backend": attack.default_backend}
+
+    def run_attack(self, name: str, eps_255: float, params: dict[str, Any] | None = None,
+                   tag: str | None = None, indices: np.ndarray | None = None) -> np.ndarray:
+        """Which samples of ``indices`` (default: the subsample) the attack fools, with the
+        engine's rules: seeded per chunk, result projected onto the eps ball and [0, 1]."""
+        cacheable = params is None and indices is None
+        indices = self.sub if indices is None else indices
+        key = (tag or name, float(eps_255))
+        if cacheable and key in self._fooled:
+            return self._fooled[key]
+        attack = self.registry.get("attacks", name)
+        params = dict(params or self.attack_params(name))
+        eps = eps_255 / 255.0
+        fooled = np.zeros(len(indices), dtype=bool)
+        offset = 0
+        for chunk_no, chunk in enumerate(self._chunks(indices)):
+            x, y = self._data(chunk)
+            _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y, eps, params, self._seed(tag or name, eps_255, chunk_no))
+            with torch.no_grad():
+                fooled[offset : offset + len(chunk)] = (self.model(x_adv).argmax(1) != y).cpu().numpy()
+            offset += len(chunk)
+        if cacheable:
+            self._fooled[key] = fooled
+        return fooled
+
+    def _audit_broken(self, eps_255: float) -> list[int]:
+        """Samples any audit attack broke at any eps <= ``eps_255`` (the worst case's rule)."""
+        broken: set[int] = set()
+        for entry in self.results["attacks"]:
+            if entry["eps_255"] <= eps_255:
+                broken.update(entry["samples"]["broken"])
+        return sorted(broken)
+
+    def _timed(self, check_id: int, key: str, func: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        before = self.audit.counter.snapshot()
+        t0 = time.perf_counter()
+        try:
+            result = func()
+        except Exception as exc:  # noqa: BLE001 - a check that breaks must not sink the audit
+            first = (str(exc).splitlines() or [""])[0]
+            result = check_result(check_id, key, key, "skipped", f"could not run: {type(exc).__name__}: {first}")
+        passes = self.audit.counter.since(before)
+        result["cost"] = {"time_s": time.perf_counter() - t0, "forward_samples": passes["forward_samples"],
+                          "backward_samples": passes["backward_samples"]}
+        return result
+
+    def _skip_if_empty(self, check_id: int, key: str, name: str) -> dict[str, Any] | None:
+        if len(self.sub):
+            return None
+        return check_result(check_id, key, name, "skipped", "no clean-correct samples to attack")
