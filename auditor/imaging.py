@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from auditor.errors import InputError
 
@@ -118,7 +118,7 @@ def _read_pil(path: Path, name: str, palette_indices: bool = False) -> np.ndarra
             # and anything it can decode needs no second line on the user's terminal.
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path) as image, _truncated_images_refused():
                 image.load()
                 return _pil_pixels(image, palette_indices)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -127,6 +127,18 @@ def _read_pil(path: Path, name: str, palette_indices: bool = False) -> np.ndarra
         raise InputError(f"'{name}' is not a readable image; replace or remove it") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image '{name}' is truncated or corrupt ({exc}); replace or remove it") from None
+
+
+@contextmanager
+def _truncated_images_refused() -> Iterator[None]:
+    """PIL decodes a cut-off file as far as it goes when ``ImageFile.LOAD_TRUNCATED_IMAGES``
+    is set, and WeasyPrint sets it when imported: a truncated scan must stay an error."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def _pil_pixels(image: Image.Image, palette_indices: bool) -> np.ndarray:

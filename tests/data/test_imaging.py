@@ -82,6 +82,20 @@ def test_truncated_image_names_the_file(tmp_path: Path) -> None:
         imaging.read_image(path, "class/cut.png")
 
 
+def test_truncated_image_is_refused_even_when_pil_is_told_to_load_them(tmp_path: Path, monkeypatch) -> None:
+    """WeasyPrint sets ``ImageFile.LOAD_TRUNCATED_IMAGES`` when imported (by the PDF reporter,
+    before or after data is read in one process): a cut-off scan must still be refused."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    path = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"image 'cut.png' is truncated or corrupt"):
+        imaging.read_image(path, "cut.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the global is restored
+
+
 def test_zero_byte_and_non_image_files(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(InputError, match=r"'empty.png' is an empty \(zero-byte\) file"):
