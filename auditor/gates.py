@@ -16,7 +16,16 @@ fraction (0.5) or a percentage (50%).
 ``targeted_pos_to_neg@4=0.3``  targeted PGD success positive -> negative (lower is
                            better); also ``targeted_neg_to_pos``
 ``checks=no-fail``         no validity check fails (``no-warn``: none fails or warns)
+``worst_case@4=0.5:lower`` the lower end of the 95% interval must reach 0.5 (``:upper``
+                           for lower-is-better rates: the upper end must stay below)
 =========================  ==========================================================
+
+Gating on a bound asks the sample to prove the claim, not just to point at it: the
+intervals are those results.json records beside each number (Wilson score intervals for
+accuracies and rates, DeLong for AUROC). A gate on the point estimate whose interval
+straddles the threshold is undecided by its sample: the gate says so and gives the n at
+which the Wilson interval at the observed value would exclude the threshold
+(:func:`auditor.stats.wilson_n_to_exclude`: the smallest n > z^2 t(1-t) / (p-t)^2).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any, Iterable
 
 from auditor.errors import InputError, UsageError
 from auditor.results import write_atomic
+from auditor.stats import wilson_n_to_exclude
 
 HIGHER_IS_BETTER = {"clean", "worst_case", "sensitivity", "specificity", "auroc"}
 LOWER_IS_BETTER = {"missed_disease", "false_alarm", "targeted_pos_to_neg", "targeted_neg_to_pos"}
@@ -41,6 +51,7 @@ ALIASES = {"worst-case": "worst_case", "worst": "worst_case", "missed-disease": 
            "false-alarm": "false_alarm", "targeted-pos-to-neg": "targeted_pos_to_neg",
            "targeted-neg-to-pos": "targeted_neg_to_pos", "accuracy": "clean"}
 CHECK_LEVELS = ("no-fail", "no-warn")
+BOUNDS = ("point", "lower", "upper")  # what a threshold is compared with
 _PATTERN = re.compile(
     r"^(?P<metric>[A-Za-z][A-Za-z0-9_\-]*)(?:@(?P<eps>[^=<>]+?))?\s*(?P<op>>=|<=|=)\s*(?P<value>.+)$")
 DESCRIPTIONS = {
@@ -58,13 +69,15 @@ class Criterion:
     eps_255: float | None
     op: str  # ">=" | "<=" | "checks"
     threshold: float | str  # a fraction, or "no-fail" / "no-warn" for checks
+    bound: str = "point"  # "lower" / "upper": the end of the 95% interval that must clear the threshold
 
     @property
     def label(self) -> str:
         at = f"@{self.eps_255:g}" if self.eps_255 is not None else ""
         if self.metric == "checks":
             return f"checks={self.threshold}"
-        return f"{self.metric}{at}{self.op}{self.threshold:g}"
+        suffix = f":{self.bound}" if self.bound != "point" else ""
+        return f"{self.metric}{at}{self.op}{self.threshold:g}{suffix}"
 
 
 def _fraction(text: str, raw: str) -> float:
@@ -104,12 +117,24 @@ def parse_criterion(raw: str) -> Criterion:
         raise UsageError(f"--fail-under: '{raw}': clean accuracy has no eps (write clean=0.8)")
     if metric in NEEDS_EPS and eps is None:
         raise UsageError(f"--fail-under: '{raw}': {metric} needs an eps, e.g. {metric}@4=...")
+    bound = "point"
+    if ":" in value:
+        value, bound = (part.strip() for part in value.rsplit(":", 1))
+        bound = bound.lower()
+        if bound not in ("lower", "upper"):
+            raise UsageError(f"--fail-under: '{raw}': ':{bound}' is not a bound (write :lower or :upper)")
     threshold = _fraction(value, raw)
     if op == "=":
         op = "<=" if metric in LOWER_IS_BETTER else ">="
+    # Only the pessimistic end makes the sample prove the claim; the other end would pass
+    # a gate the point estimate fails.
+    if bound != "point" and bound != ("lower" if op == ">=" else "upper"):
+        need = "lower" if op == ">=" else "upper"
+        raise UsageError(f"--fail-under: '{raw}': a {'minimum' if op == '>=' else 'maximum'} is gated on the "
+                         f"{need} bound (:{need}), the end of the interval that must clear it")
     if metric not in HIGHER_IS_BETTER | LOWER_IS_BETTER and eps is None:  # an attack name
         raise UsageError(f"--fail-under: '{raw}': an attack's robust accuracy needs an eps, e.g. {metric}@4=...")
-    return Criterion(text, metric, eps, op, threshold)
+    return Criterion(text, metric, eps, op, threshold, bound)
 
 
 def parse_criteria(items: Iterable[str]) -> list[Criterion]:
@@ -189,31 +214,54 @@ def _at(rows: list[dict[str, Any]] | None, eps: float | None) -> dict[str, Any] 
     return next((r for r in rows or [] if eps is not None and abs(r["eps_255"] - eps) < 1e-9), None)
 
 
-def _lookup(c: Criterion, results: dict[str, Any]) -> tuple[float | None, list | None, str]:
-    """(value, ci95, description) of a criterion's metric in ``results``."""
+def _lookup(c: Criterion, results: dict[str, Any]) -> tuple[float | None, list | None, str, int | None, str]:
+    """(value, ci95, description, n, interval method) of a criterion's metric in ``results``."""
     what = DESCRIPTIONS.get(c.metric, f"{c.metric} robust accuracy")
     where = f" at eps {c.eps_255:g}/255" if c.eps_255 is not None else ""
+    n_all = (results.get("clean") or {}).get("n")
     if c.metric == "clean":
         clean = results.get("clean") or {}
-        return clean.get("accuracy"), clean.get("ci95"), what
+        return clean.get("accuracy"), clean.get("ci95"), what, n_all, "wilson"
     if c.metric == "worst_case":
-        row = _at(results.get("worst_case"), c.eps_255)
-        return (row or {}).get("robust_accuracy"), (row or {}).get("ci95"), what + where
+        row = _at(results.get("worst_case"), c.eps_255) or {}
+        return row.get("robust_accuracy"), row.get("ci95"), what + where, row.get("n", n_all), "wilson"
     if c.metric in ("targeted_pos_to_neg", "targeted_neg_to_pos"):
         key = "positive_to_negative" if c.metric == "targeted_pos_to_neg" else "negative_to_positive"
         row = _at((results.get("targeted") or {}).get("per_eps"), c.eps_255)
         block = (row or {}).get(key) or {}
-        return block.get("value"), block.get("ci95"), what + where
+        return block.get("value"), block.get("ci95"), what + where, block.get("n"), "wilson"
     if c.metric in CLINICAL:
         clinical = results.get("clinical") or {}
         row = clinical.get("clean") if c.eps_255 is None else _at(clinical.get("worst_case"), c.eps_255)
         block = (row or {}).get(c.metric) or {}
-        return block.get("value"), block.get("ci95"), what + (where + " (worst case)" if where else " (clean)")
+        n = block.get("n") if c.metric != "auroc" else None  # DeLong: no proportion, no n to solve for
+        return (block.get("value"), block.get("ci95"), what + (where + " (worst case)" if where else " (clean)"),
+                n, block.get("ci_method") or "wilson")
     entry = next((a for a in results.get("attacks", []) if a["attack"] == c.metric
-                  and abs(a["eps_255"] - (c.eps_255 or -1)) < 1e-9), None)
+                  and abs(a["eps_255"] - (c.eps_255 or -1)) < 1e-9), None) or {}
     mode = (results.get("config") or {}).get("mode")
     note = " (cumulative: cascade mode)" if mode == "cascade" else ""
-    return (entry or {}).get("robust_accuracy"), (entry or {}).get("ci95"), what + where + note
+    return entry.get("robust_accuracy"), entry.get("ci95"), what + where + note, n_all, "wilson"
+
+
+def _undecided(value: float, ci: Any, threshold: float, n: int | None, method: str) -> dict[str, Any] | None:
+    """When the 95% interval straddles the threshold, the sample cannot tell the two sides
+    apart: how many images would, at the observed value (Wilson intervals only)."""
+    low, high = (list(ci) + [None, None])[:2] if isinstance(ci, (list, tuple)) else (None, None)
+    if low is None or high is None or not low < threshold < high:
+        return None
+    needed = wilson_n_to_exclude(value, threshold) if method == "wilson" and n else None
+    return {"n": n, "n_needed": needed}
+
+
+def _bound_phrase(c: Criterion, ci: Any, method: str) -> tuple[float | None, str]:
+    """The number compared with the threshold and how the message names it."""
+    if c.bound == "point":
+        return None, ""
+    low, high = (list(ci) + [None, None])[:2] if isinstance(ci, (list, tuple)) else (None, None)
+    bound = low if c.bound == "lower" else high
+    name = "Wilson" if method == "wilson" else "DeLong" if method == "delong" else method
+    return bound, f"the {c.bound} end of its 95% {name} interval"
 
 
 def evaluate_criterion(c: Criterion, results: dict[str, Any]) -> dict[str, Any]:
@@ -233,16 +281,32 @@ def evaluate_criterion(c: Criterion, results: dict[str, Any]) -> dict[str, Any]:
         return {"criterion": c.text, "label": c.label, "metric": "checks", "eps_255": None, "op": c.threshold,
                 "threshold": c.threshold, "value": {k: summary.get(k, 0) for k in ("pass", "warn", "fail", "skipped")},
                 "ci95": None, "passed": passed, "message": message}
-    value, ci, what = _lookup(c, results)
+    value, ci, what, n, method = _lookup(c, results)
+    bound_value, bound_name = _bound_phrase(c, ci, method)
+    compared = value if c.bound == "point" else bound_value
+    undecided = None
     if value is None:
         passed = False
         message = f"{what} is not available in this audit"
+    elif compared is None:
+        passed = False
+        message = f"{what} is {value:.3f} but has no 95% interval to gate on"
     else:
-        passed = value >= c.threshold if c.op == ">=" else value <= c.threshold
+        passed = compared >= c.threshold if c.op == ">=" else compared <= c.threshold
         relation = ("at least" if c.op == ">=" else "at most") if passed else ("below" if c.op == ">=" else "above")
-        message = f"{what} is {value:.3f}, {relation} {c.threshold:.3f}"
+        if c.bound == "point":
+            message = f"{what} is {value:.3f}, {relation} {c.threshold:.3f}"
+        else:
+            message = f"{what} is {value:.3f}; {bound_name} is {compared:.3f}, {relation} {c.threshold:.3f}"
+        undecided = _undecided(value, ci, c.threshold, n, method)
+        if undecided is not None:
+            message += f"; the sample cannot decide (95% interval {ci[0]:.3f}-{ci[1]:.3f} contains {c.threshold:.3f})"
+            if undecided["n_needed"] is not None:
+                message += (f": at the observed {value:.3f}, {undecided['n_needed']:,} images would (Wilson, "
+                            f"{n:,} audited)")
     return {"criterion": c.text, "label": c.label, "metric": c.metric, "eps_255": c.eps_255, "op": c.op,
-            "threshold": c.threshold, "value": value, "ci95": ci, "passed": bool(passed), "message": message}
+            "threshold": c.threshold, "value": value, "ci95": ci, "bound": c.bound, "ci_method": method,
+            "compared": compared, "n": n, "undecided": undecided, "passed": bool(passed), "message": message}
 
 
 def evaluate_gates(criteria: list[Criterion], results: dict[str, Any]) -> dict[str, Any] | None:
