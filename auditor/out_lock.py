@@ -104,3 +104,18 @@ def out_folder_lock(out: Path, note: Callable[[str], None] = lambda message: Non
         yield
     finally:
         release(out, fd)
+
+
+def refuse_existing_audit(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Exit 2 when ``out`` already holds an audit and the user asked neither to continue it
+    (``--resume``) nor to replace it (``--overwrite``): a re-run with a typo in ``--out``, or
+    a second model audited into the first one's folder, would otherwise silently destroy
+    evidence. Reads the folder only, so the sandbox's child repeats it with the same answer."""
+    if resume and overwrite:
+        raise UsageError("--resume continues the audit in --out and --overwrite replaces it: give one of them")
+    if resume or overwrite or not (out / "results.json").is_file():
+        return
+    raise UsageError(
+        f"{out} already holds an audit (results.json); pass --overwrite to replace it, --resume to "
+        "continue an interrupted one, or choose another --out"
+    )

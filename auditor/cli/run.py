@@ -14,6 +14,7 @@ from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats
                             parse_size)
 from auditor.errors import EXIT_GATE_FAILED, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
+from auditor.out_lock import refuse_existing_audit
 from auditor.registry import get_registry
 
 RUN_HELP = """Audit a model's adversarial robustness and write results.json plus reports.
@@ -116,6 +117,7 @@ def run(
     report_format: Annotated[str, typer.Option(help="Reports to write: html,pdf (any registered reporter), or none.")] = "html,pdf",
     template_dir: Annotated[Optional[list[Path]], typer.Option("--template-dir", help="Folder of report templates searched before the built-ins; repeatable (as in `medaudit report`).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out (refused if model, data or configuration changed).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the audit already in --out (by default a folder holding results.json is refused, exit 2).")] = False,
     allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
     positive_class: Annotated[Optional[str], typer.Option("--positive-class", help="Class name of the disease for sensitivity, specificity, AUROC and targeted attacks (default: the modality's, e.g. melanoma; class 1 for 0/1 data).")] = None,
     fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="Acceptance criterion, repeatable or comma-separated: worst_case@4=0.50, pgd@2=0.60, sensitivity@2=0.80, checks=no-fail. Exit 1 when one fails.")] = None,
@@ -181,6 +183,7 @@ def run(
         detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
     )
+    refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
     code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox)
     if code is not None:  # the sandboxed child ran this same command
