@@ -4,6 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.stats import proportion_ci, wilson_n_for_half_width
+
+TARGET_HALF_WIDTH = 0.05  # "±5 points": the precision a reader usually assumes of a percentage
+
+
+def _precision(label: str, accuracy: float, n: int, eps_255: float | None = None) -> dict[str, Any]:
+    low, high = proportion_ci(round(accuracy * n), n)
+    return {"label": label, "eps_255": eps_255, "accuracy": accuracy, "n": n, "ci95": [low, high],
+            "ci_width": high - low, "half_width": (high - low) / 2,
+            "n_for_target": wilson_n_for_half_width(accuracy, TARGET_HALF_WIDTH),
+            "target_reached": (high - low) / 2 <= TARGET_HALF_WIDTH}
+
+
+def sample_size(results: dict[str, Any]) -> dict[str, Any] | None:
+    """How precise the sample made the headline accuracies, and how many images a ±5-point
+    95% interval would need at each observed accuracy (Wilson: the interval the report
+    prints; the normal approximation n = z^2 p(1-p)/w^2 would claim almost no images are
+    needed near 0% or 100%, where robust accuracies often sit)."""
+    clean = results["clean"]
+    n = clean.get("n")
+    if not n:
+        return None
+    rows = [_precision("clean accuracy", clean["accuracy"], n)]
+    rows += [_precision("worst case", w["robust_accuracy"], w.get("n", n), w["eps_255"])
+             for w in results["worst_case"]]
+    return {"target_half_width": TARGET_HALF_WIDTH, "confidence": 0.95, "method": (
+        "Wilson score interval; n for the target is the smallest n whose interval at the observed accuracy is at "
+        "most ±5 points (half its width)"), "rows": rows}
+
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """Headline facts for the executive summary, computed here so reporters only render."""
@@ -48,6 +77,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "most_effective_attack": most_effective,
         "focus_class": focus,
         "class_impact": affected,
+        "sample_size": sample_size(results),
     }
 
 
