@@ -40,6 +40,7 @@ def choose_source(registry: Any, path: Path, options: DataOptions, source: str |
     if len(candidates) > 1:
         names = ", ".join(s.name for s in candidates)
         raise InputError(f"'{path}' matches several data formats ({names}); pick one with --data-format")
+    registry.note(KIND, candidates[0].name)  # detected, not looked up: the audit's provenance still names it
     return candidates[0]
 
 

@@ -47,6 +47,7 @@ class Prepared:
 def prepare(config: AuditConfig, registry: Registry, progress: Progress | None = None) -> Prepared:
     """Load and validate the model, data and attack configuration."""
     progress = progress or Progress()
+    registry = registry.for_audit()  # records the components this audit uses (results' provenance)
     device = resolve_device(config.device)
     modality = registry.get("modalities", config.modality)
     _check_numbers(config)

@@ -57,7 +57,18 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
             "positive_class": prep.modality.positive_class,
         },
         "warnings": list(prep.warnings),
+        "provenance": {"plugins": plugin_provenance(prep)},
     }
+
+
+def plugin_provenance(prep: "Prepared") -> list[dict[str, Any]]:
+    """Every plugin component that contributed to the audit so far (model loader, data
+    source, modality, attacks, defense, metrics) and the reporters the run will render
+    with: name, registering plugin, its distribution and version. The engine refreshes it
+    after the last step, when the checks and clinical attacks have looked theirs up."""
+    if prep.registry is None:
+        return []
+    return prep.registry.provenance(extra=[("reporters", fmt) for fmt in prep.config.formats])
 
 
 def resume_state(resume: bool, out: Path, cfg_hash: str, results: dict[str, Any],

@@ -23,7 +23,7 @@ from auditor.accounting import CountingModel, PassCounter
 from auditor.config import config_hash
 from auditor.engine.cache import SampleCache
 from auditor.engine.prepare import Prepared
-from auditor.engine.record import resume_state
+from auditor.engine.record import plugin_provenance, resume_state
 from auditor.interfaces import AttackContext
 from auditor.progress import Progress
 from auditor.results import write_results
@@ -110,4 +110,8 @@ class AuditSkeleton:
                 write_results(out, results)
             self.end_eps(eps_255)
         self.finish(results)
+        provenance = plugin_provenance(prep)
+        if provenance != results["provenance"]["plugins"]:  # the checks and clinical attacks used more
+            results["provenance"]["plugins"] = provenance
+            write_results(out, results)
         return results

@@ -323,6 +323,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),
         "warnings": [str(w) for w in _list(results.get("warnings"))],
+        "plugins_used": [p for p in _list(_dict(results.get("provenance")).get("plugins")) if isinstance(p, dict)],
         "figures": figures(results, eps_list, rows, worst, classes),
         "seg_figures": segmentation_figures(results) if task == "segmentation" else None,
         "rendered_at": rendered_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -127,6 +127,11 @@ def test_external_plugin_discovered_through_entry_point_and_used_by_run(tmp_path
     results = json.loads((out / "results.json").read_text())
     assert [a["attack"] for a in results["attacks"]] == ["sign-noise", "fgsm"]  # cost 5 runs first
     assert results["attacks"][0]["params"]["draws"] == 1
+    provenance = {(p["kind"], p["name"]): p for p in results["provenance"]["plugins"]}
+    assert provenance[("attack", "sign-noise")] == {"kind": "attack", "name": "sign-noise", "plugin": "signnoise",
+                                                    "distribution": "ext-medaudit-plugin", "version": "1.2.3"}
+    assert provenance[("model loader", "torchscript")]["distribution"] == "medaudit"
+    assert {("data source", "folder"), ("modality", "dermoscopy"), ("attack", "fgsm")} <= set(provenance)
 
 
 def test_medaudit_plugins_env_var_restricts_third_party(tmp_path):
@@ -147,3 +152,19 @@ def test_broken_third_party_plugin_is_a_clear_error(tmp_path):
     assert listed.returncode == 2
     assert "cannot load plugin 'broken'" in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+def test_provenance_names_the_plugin_distribution_and_version_of_each_component_used():
+    from auditor import __version__
+
+    registry = load_registry().for_audit()
+    registry.get("attacks", "pgd")
+    registry.get("model_loaders", "torchscript")
+    registry.note("data_sources", "folder")
+    registry.note("data_sources", "no-such-source")  # unknown names are not invented into the record
+    used = registry.provenance(extra=[("reporters", "html")])
+    assert [(p["kind"], p["name"]) for p in used] == [
+        ("attack", "pgd"), ("model loader", "torchscript"), ("data source", "folder"), ("reporter", "html")]
+    assert used[0] == {"kind": "attack", "name": "pgd", "plugin": "plugins.attacks",
+                       "distribution": "medaudit", "version": __version__}
+    assert registry.for_audit().provenance() == []  # a fresh audit starts with an empty record

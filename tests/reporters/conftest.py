@@ -69,7 +69,8 @@ def hostile_results() -> dict[str, Any]:
     r["modality"]["defenses"] = [f"defense {SCRIPT}"]
     r["warnings"] = [f"warning {SCRIPT}"]
     r["environment"]["plugin"] = f"evil-plugin {SCRIPT}"
-    r["plugins"] = [{"name": f"evil{SCRIPT}", "origin": f"entry point {IMG}", "version": SCRIPT}]
+    r["provenance"] = {"plugins": [{"kind": "attack", "name": f"evil{SCRIPT}", "plugin": f"evil{IMG}",
+                                    "distribution": f"evil-dist{SCRIPT}", "version": SCRIPT}]}
     r["checks"] = {"verdict": "warn", "summary": {"pass": 1, "warn": 1},
                    "items": [{"id": 1, "key": "k", "name": f"check {SCRIPT}", "status": "warn",
                               "message": f"message {IMG}", "numbers": {SCRIPT: IMG}}]}

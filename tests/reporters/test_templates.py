@@ -211,3 +211,18 @@ def test_template_runtime_error_is_a_one_line_input_error(results, tmp_path):
     (tmp_path / "report.html.jinja").write_text("{% if %}")
     with pytest.raises(InputError, match="report template"):
         render_html(results, [tmp_path])
+
+
+def test_appendix_lists_the_plugins_that_contributed(results):
+    results["provenance"] = {"plugins": [
+        {"kind": "attack", "name": "sign-noise", "plugin": "signnoise", "distribution": "ext-medaudit-plugin",
+         "version": "1.2.3"},
+        {"kind": "model loader", "name": "torchscript", "plugin": "plugins.models", "distribution": "medaudit",
+         "version": "0.1.0"}]}
+    html = render_html(results)
+    table = re.search(r'<table class="plugins">.*?</table>', html, re.S).group()
+    rows = [re.sub(r"<[^>]+>", "|", row) for row in re.findall(r"<tr>.*?</tr>", table, re.S)[1:]]
+    assert [re.sub(r"\|+", "|", row).strip("|") for row in rows] == [
+        "attack|sign-noise|signnoise|ext-medaudit-plugin|1.2.3", "model loader|torchscript|plugins.models|medaudit|0.1.0"]
+    del results["provenance"]
+    assert "Not recorded (results written before" in render_html(results)
