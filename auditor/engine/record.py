@@ -66,9 +66,10 @@ def plugin_provenance(prep: "Prepared") -> list[dict[str, Any]]:
     source, modality, attacks, defense, metrics) and the reporters the run will render
     with: name, registering plugin, its distribution and version. The engine refreshes it
     after the last step, when the checks and clinical attacks have looked theirs up."""
-    if prep.registry is None:
+    registry = getattr(prep, "registry", None)
+    if registry is None:
         return []
-    return prep.registry.provenance(extra=[("reporters", fmt) for fmt in prep.config.formats])
+    return registry.provenance(extra=[("reporters", fmt) for fmt in prep.config.formats])
 
 
 def resume_state(resume: bool, out: Path, cfg_hash: str, results: dict[str, Any],

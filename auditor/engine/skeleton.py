@@ -111,7 +111,7 @@ class AuditSkeleton:
             self.end_eps(eps_255)
         self.finish(results)
         provenance = plugin_provenance(prep)
-        if provenance != results["provenance"]["plugins"]:  # the checks and clinical attacks used more
-            results["provenance"]["plugins"] = provenance
+        if provenance and provenance != results.get("provenance", {}).get("plugins"):
+            results.setdefault("provenance", {})["plugins"] = provenance  # the checks and clinical attacks used more
             write_results(out, results)
         return results
