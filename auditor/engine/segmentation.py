@@ -40,6 +40,8 @@ from auditor.engine.skeleton import AuditSkeleton
 from auditor.steps import attack_chunk, merge_details, query_block, step_seed
 from auditor.engine.summary import summarise_segmentation
 from auditor.errors import InputError, UsageError
+from auditor.evaluation.checks.base import skipped_checks
+from auditor.evaluation.checks.segmentation_checks import SEG_CHECK_COUNT, run_segmentation_checks
 from auditor.imagery import CONTOUR_LEGEND, overlay_png, png_base64
 from auditor.interfaces import Metric
 from auditor.numerics import DEFAULT_MISSED_FRACTION, IGNORE_INDEX, class_counts, lesion_areas, logits_to_labels
@@ -374,6 +376,11 @@ class SegmentationAudit(AuditSkeleton):
         return self.run_step(attack, eps_255)
 
     def finish(self, results: dict[str, Any]) -> None:
+        if self.config.checks:
+            with self.progress.task("validity checks", SEG_CHECK_COUNT) as task:
+                results["checks"] = run_segmentation_checks(self, results, self.config.check_samples, task)
+        else:
+            results["checks"] = skipped_checks("turned off (--skip-checks)")
         results["summary"] = summarise_segmentation(results)
         results["status"] = "complete"
         write_results(Path(self.config.out), results)

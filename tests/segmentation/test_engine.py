@@ -50,7 +50,7 @@ def test_results_layout(audited_at):
     audited, out = audited_at
     results = read_results(out)
     assert results == json.loads(json.dumps(audited, allow_nan=False))  # what run() returns is what it wrote
-    assert results["status"] == "complete" and results["checks"] is None
+    assert results["status"] == "complete" and results["checks"]["verdict"] == "pass"
     assert results["model"]["task"] == "segmentation" and results["config"]["task"] == "segmentation"
     assert {"schema_version", "tool", "created", "command", "config_hash", "model", "data", "modality", "config",
             "environment", "clean", "attacks", "worst_case", "gallery", "summary"} <= set(results)

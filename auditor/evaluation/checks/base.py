@@ -46,6 +46,13 @@ def acc_of(fooled: np.ndarray) -> float | None:
     return float(1 - fooled.mean()) if fooled.size else None
 
 
+def seeded_subset(candidates: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """Up to ``samples`` of ``candidates``, drawn with the audit's seed, sorted."""
+    rng = np.random.default_rng(seed + 7919)
+    take = min(len(candidates), max(int(samples), 0))
+    return np.sort(rng.choice(candidates, size=take, replace=False)) if take else np.zeros(0, dtype=np.int64)
+
+
 def summarise_checks(items: list[dict[str, Any]], cost: dict[str, Any] | None = None,
                      subsample: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = {s: sum(1 for it in items if it["status"] == s) for s in STATUSES}
@@ -75,13 +82,30 @@ class CheckBase:
         self.ctx = audit.ctx
         self.model = audit.ctx.model
         self.registry = getattr(self.prep, "registry", None) or get_registry()
-        correct = np.nonzero(audit.correct)[0]
-        rng = np.random.default_rng(self.config.seed + 7919)
-        take = min(len(correct), max(int(samples), 0))
-        self.sub = np.sort(rng.choice(correct, size=take, replace=False)) if take else np.zeros(0, dtype=np.int64)
+        self.sub = self.subsample(samples)
         self.eps_255 = list(self.prep.eps_255)
         self.eps_max = max(self.eps_255)
         self._fooled: dict[tuple[str, float], np.ndarray] = {}
+
+    def subsample(self, samples: int) -> np.ndarray:
+        """The seeded subsample the checks attack: clean-correct samples."""
+        return seeded_subset(np.nonzero(self.audit.correct)[0], samples, self.config.seed)
+
+    def run_items(self, checks: list[tuple[int, str, Callable[[], dict[str, Any]]]], progress: Any,
+                  subsample: dict[str, Any]) -> dict[str, Any]:
+        """Each check timed and costed (a check that breaks is skipped, not fatal), then the verdict."""
+        before = self.audit.counter.snapshot()
+        t0 = time.perf_counter()
+        items = []
+        for check_id, key, check in checks:
+            items.append(self._timed(check_id, key, check))
+            if progress is not None:
+                progress.advance(1)
+        passes = self.audit.counter.since(before)
+        return summarise_checks(items, {
+            "time_s": time.perf_counter() - t0, "forward_samples": passes["forward_samples"],
+            "backward_samples": passes["backward_samples"],
+        }, subsample=subsample)
 
     # -------------------------------------------------------------- helpers
     def _data(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
