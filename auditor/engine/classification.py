@@ -281,7 +281,7 @@ class ClassificationAudit(AuditSkeleton):
     def _validity_and_clinical(self, results: dict[str, Any], positive: dict[str, Any]) -> None:
         """Validity checks, targeted attacks and clinical metrics, after the attack steps."""
         if self.config.checks:
-            with self.progress.task("validity checks", 10) as task:
+            with self.progress.task("validity checks", 11) as task:
                 results["checks"] = run_checks(self, results, self.config.check_samples, task)
         else:
             results["checks"] = skipped_checks("turned off (--skip-checks)")

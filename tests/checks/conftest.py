@@ -59,6 +59,19 @@ class Softmaxed(nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
+class Constant(nn.Module):
+    """The same logits for every image (the input enters with weight 0, so it still has a
+    gradient graph): a classifier that classifies nothing, which no attack can break."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.tensor([[0.2, 1.5]], dtype=x.dtype, device=x.device)
+        return logits.expand(x.shape[0], 2) + 0.0 * x.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
 @contextmanager
 def one_thread():
     """CPU test machines run several suites at once; intra-op threads only oversubscribe them."""
@@ -71,7 +84,7 @@ def one_thread():
 
 
 WRAPPERS: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "honest": lambda m: m, "quantised": Quantised, "noisy": Noisy, "softmax": Softmaxed,
+    "honest": lambda m: m, "quantised": Quantised, "noisy": Noisy, "softmax": Softmaxed, "constant": Constant,
 }
 
 

@@ -10,17 +10,17 @@ from auditor.results import read_results
 from tests.checks.conftest import CHECK_SAMPLES, status_of
 
 KEYS = ["logits", "gradients", "determinism", "monotone", "iterative", "black-box", "large-eps",
-        "convergence", "noise", "class-count"]
+        "convergence", "noise", "class-count", "degenerate"]
 
 
 def test_honest_model_passes_every_check(audited):
     results = audited("honest")
     checks = results["checks"]
     assert [item["key"] for item in checks["items"]] == KEYS
-    assert [item["id"] for item in checks["items"]] == list(range(1, 11))
+    assert [item["id"] for item in checks["items"]] == list(range(1, 12))
     bad = {item["key"]: item["message"] for item in checks["items"] if item["status"] != "pass"}
     assert not bad, bad
-    assert checks["verdict"] == "pass" and checks["summary"]["pass"] == 10
+    assert checks["verdict"] == "pass" and checks["summary"]["pass"] == 11
     assert checks["subsample"]["n"] == min(CHECK_SAMPLES, results["clean"]["n_correct"])
 
 

@@ -14,6 +14,8 @@ checks AutoAttack runs on itself (``autoattack/checks.py``, Croce and Hein 2020)
 8. convergence   PGD with twice the steps and restarts does not find much more
 9. noise         uniform noise of the same L-inf size is much weaker than the attack
 10. class-count  DLR and targeted losses are not used with too few classes
+11. degenerate   the clean model classifies at all: not one class for nearly everything,
+                 not at chance, not unsure everywhere (from the clean pass; no model calls)
 
 Checks that need the model run on a seeded subsample of the clean-correct samples
 (``--check-samples``, 48 by default) through the audit's counting model, so their cost is
@@ -31,21 +33,22 @@ from typing import Any
 from auditor.evaluation.checks.attack_checks import AttackChecks
 from auditor.evaluation.checks.base import DEFAULT_SAMPLES, REFERENCES, STATUSES, check_result, skipped_checks, summarise_checks
 from auditor.evaluation.checks.model_checks import ModelChecks
-from auditor.evaluation.checks.pure import check_class_count, check_monotone_sequences
+from auditor.evaluation.checks.pure import check_class_count, check_degenerate, check_monotone_sequences
 
 __all__ = ["DEFAULT_SAMPLES", "REFERENCES", "STATUSES", "ValidityChecks", "check_class_count",
-           "check_monotone_sequences", "check_result", "run_checks", "skipped_checks", "summarise_checks"]
+           "check_degenerate", "check_monotone_sequences", "check_result", "run_checks", "skipped_checks", "summarise_checks"]
 
 
 class ValidityChecks(ModelChecks, AttackChecks):
-    """Runs the ten checks on a finished classification audit (see the module docstring)."""
+    """Runs the eleven checks on a finished classification audit (see the module docstring)."""
 
     def run(self, progress: Any = None) -> dict[str, Any]:
         checks = [("logits", self.check_logits), ("gradients", self.check_gradients),
                   ("determinism", self.check_determinism), ("monotone", self.check_monotone),
                   ("iterative", self.check_iterative), ("black-box", self.check_black_box),
                   ("large-eps", self.check_large_eps), ("convergence", self.check_convergence),
-                  ("noise", self.check_noise), ("class-count", self.check_class_count)]
+                  ("noise", self.check_noise), ("class-count", self.check_class_count),
+                  ("degenerate", self.check_degenerate)]
         before = self.audit.counter.snapshot()
         t0 = time.perf_counter()
         items = []

@@ -1,4 +1,4 @@
-"""Checks of the model itself: 1 logits, 2 gradients, 3 determinism."""
+"""Checks of the model itself: 1 logits, 2 gradients, 3 determinism, 11 degenerate."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from auditor.evaluation.checks.base import (DETERMINISM_REPEATS, DETERMINISM_RTOL, DEFAULT_SAMPLES,
                                            GRADIENT_FAIL_FRACTION, CheckBase, check_result)
+from auditor.evaluation.checks.pure import check_degenerate
 from auditor.numerics import margin_loss
 
 
 class ModelChecks(CheckBase):
-    """Checks 1 to 3; mixed into :class:`auditor.evaluation.checks.ValidityChecks`."""
+    """Checks 1 to 3 and 11; mixed into :class:`auditor.evaluation.checks.ValidityChecks`."""
 
     def check_logits(self) -> dict[str, Any]:
         name = "Model outputs logits, not probabilities"
@@ -120,3 +121,8 @@ class ModelChecks(CheckBase):
         return check_result(3, "determinism", name, "pass",
                             f"{DETERMINISM_REPEATS} passes over {len(indices)} samples agree (max logit difference "
                             f"{diff:.2g})", numbers, threshold=threshold)
+
+    def check_degenerate(self) -> dict[str, Any]:
+        """Check 11 on the clean pass the audit already made (no model calls)."""
+        return check_degenerate(self.audit.labels, self.audit.clean_pred, self.audit.clean_probs,
+                                self.prep.num_classes)

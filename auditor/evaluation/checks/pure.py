@@ -1,10 +1,14 @@
-"""Checks decided from the recorded numbers alone (no model calls): 4 (the rule) and 10."""
+"""Checks decided from the recorded numbers alone (no model calls): 4 (the rule), 10 and 11."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
 from auditor.evaluation.checks.base import check_result, tolerance_samples
+from auditor.stats import Z95
 
 
 def check_class_count(attacks: list[dict[str, Any]], num_classes: int) -> dict[str, Any]:
@@ -74,3 +78,72 @@ def check_monotone_sequences(sequences: dict[str, list[tuple[float, int, int]]],
 
 
 # --------------------------------------------------------------- model checks
+# Check 11 thresholds. A model that predicts one class for (nearly) everything, or ranks no
+# better than chance, or is never confident, survives every attack because it has nothing
+# to lose: its "robustness" measures uselessness. The rules are deliberately loose so a
+# weak but working model passes; they catch set-up errors (wrong input size, wrong
+# normalisation, wrong weights), whose signature is exactly this.
+DOMINANT_SHARE = 0.95  # fail: one class gets >= 95% of predictions while its true share is lower
+CHANCE_MARGIN = 0.05  # fail: the upper 95% bound of balanced accuracy is below 1/K + 0.05
+UNSURE_MARGIN = 0.10  # fail: max probability below 1/K + 0.10 (0.6 for two classes) ...
+UNSURE_SHARE = 0.95  # ... on >= 95% of samples
+
+
+def balanced_accuracy_ci(labels: np.ndarray, preds: np.ndarray, z: float = Z95) -> dict[str, Any]:
+    """Mean per-class recall over the classes present, with a normal-approximation interval
+    from the per-class binomial variances (var = sum p_k (1 - p_k) / n_k / K^2)."""
+    recalls, variance = [], 0.0
+    present = np.unique(labels)
+    for c in present:
+        mask = labels == c
+        p = float((preds[mask] == c).mean())
+        recalls.append(p)
+        variance += p * (1 - p) / int(mask.sum())
+    k = len(present)
+    value = float(np.mean(recalls)) if recalls else float("nan")
+    half = z * math.sqrt(variance) / k if k else float("nan")
+    return {"value": value, "ci95": [max(0.0, value - half), min(1.0, value + half)],
+            "ci_method": "normal approximation over per-class recalls", "per_class_recall": recalls,
+            "classes_present": k}
+
+
+def check_degenerate(labels: np.ndarray, preds: np.ndarray, probs: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Check 11, from the clean pass alone (no model calls): is the classifier useful at all?"""
+    name = "The clean model is a working classifier"
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    n, chance = len(labels), 1.0 / max(num_classes, 1)
+    threshold = (f"fail when one class gets >= {DOMINANT_SHARE:.0%} of predictions (more than its true share), "
+                 f"when the upper 95% bound of balanced accuracy is below chance (1/K) + {CHANCE_MARGIN:g}, or when "
+                 f"the top probability stays below 1/K + {UNSURE_MARGIN:g} on >= {UNSURE_SHARE:.0%} of samples; "
+                 f"warn when balanced accuracy itself is below chance + {CHANCE_MARGIN:g}")
+    if n == 0 or len(np.unique(labels)) < 2:
+        return check_result(11, "degenerate", name, "skipped",
+                            "the data holds fewer than two classes: usefulness cannot be judged", {"n": n},
+                            threshold=threshold)
+    top = int(np.bincount(preds, minlength=num_classes).argmax())
+    share, true_share = float((preds == top).mean()), float((labels == top).mean())
+    balanced = balanced_accuracy_ci(labels, preds)
+    unsure = float((np.asarray(probs).max(axis=1) < chance + UNSURE_MARGIN).mean())
+    numbers = {"n": n, "num_classes": num_classes, "chance": chance, "dominant_class": top,
+               "dominant_share": share, "dominant_true_share": true_share, "balanced_accuracy": balanced,
+               "unsure_share": unsure}
+    problems = []
+    if share >= DOMINANT_SHARE and share > true_share:
+        problems.append(f"{share:.0%} of predictions are class {top} (its true share is {true_share:.0%})")
+    if balanced["ci95"][1] < chance + CHANCE_MARGIN:
+        problems.append(f"balanced accuracy {balanced['value']:.2f} (95% CI up to {balanced['ci95'][1]:.2f}) "
+                        f"is at chance ({chance:.2f})")
+    if unsure >= UNSURE_SHARE:
+        problems.append(f"the top probability stays below {chance + UNSURE_MARGIN:.2f} on {unsure:.0%} of samples")
+    if problems:
+        return check_result(11, "degenerate", name, "fail",
+                            "; ".join(problems) + ": a model that does not classify has nothing for an attack to "
+                            "break, so its robustness numbers mean nothing; check the input size, channels, "
+                            "normalisation (--mean/--std) and the weights", numbers, threshold=threshold)
+    if balanced["value"] < chance + CHANCE_MARGIN:
+        return check_result(11, "degenerate", name, "warn",
+                            f"balanced accuracy {balanced['value']:.2f} is close to chance ({chance:.2f}); the "
+                            "interval is too wide to call the model useless", numbers, threshold=threshold)
+    return check_result(11, "degenerate", name, "pass",
+                        f"balanced accuracy {balanced['value']:.2f} (chance {chance:.2f}); the most predicted "
+                        f"class gets {share:.0%} of predictions", numbers, threshold=threshold)
