@@ -34,28 +34,46 @@ Z95 = 1.959963984540054
 
 
 # --------------------------------------------------------------- positive class
+def _matches(name: str, names: Sequence[str]) -> list[int]:
+    """Indices of ``names`` equal to ``name`` ignoring case and surrounding spaces
+    ("pneumonia" names a ``PNEUMONIA/`` folder)."""
+    key = name.strip().casefold()
+    return [i for i, other in enumerate(names) if other.strip().casefold() == key]
+
+
 def resolve_positive_class(requested: str | None, class_names: Sequence[str],
                            modality_positive: str | None, modality_name: str = "") -> dict[str, Any]:
-    """Which class is the disease: ``{"index", "name", "source", "note"}`` (index None when
-    there is none). ``--positive-class`` wins; then the modality's positive class when it is
-    among the class names; then, for two classes named "0"/"1" and a modality that has a
-    positive class, class "1" (the usual encoding, stated in the note)."""
+    """Which class is the disease: ``{"index", "name", "source", "note", "needs_positive_class"}``
+    (index None when there is none). ``--positive-class`` wins (exact name first, then
+    ignoring case); then the modality's positive class when exactly one class name matches it
+    ignoring case. Nothing else is guessed: classes named 0/1 say nothing about which one is
+    the disease (in breastmnist, 0 is malignant), and metrics computed for the wrong class
+    swap sensitivity and specificity, so without a match there are no clinical metrics and
+    the report says that ``--positive-class`` is needed."""
     names = [str(c) for c in class_names]
     if requested is not None:
-        if requested in names:
-            return {"index": names.index(requested), "name": requested, "source": "--positive-class", "note": None}
+        found = [names.index(requested)] if requested in names else _matches(requested, names)
+        if len(found) == 1:
+            return {"index": found[0], "name": names[found[0]], "source": "--positive-class", "note": None,
+                    "needs_positive_class": False}
+        if found:
+            raise UsageError(f"--positive-class: '{requested}' matches several classes ignoring case "
+                             f"({', '.join(names[i] for i in found)}); give the exact name")
         raise UsageError(f"--positive-class: '{requested}' is not one of the classes ({', '.join(names)})")
-    if modality_positive and modality_positive in names:
-        return {"index": names.index(modality_positive), "name": modality_positive, "source": "modality",
-                "note": None}
-    if modality_positive and sorted(names) == ["0", "1"]:
-        return {"index": names.index("1"), "name": "1", "source": "numeric default",
-                "note": (f"classes are named 0/1; class 1 is taken as the positive class ({modality_positive}, "
-                         f"from the {modality_name or 'modality'} preset); pass --positive-class to change it")}
-    reason = ("the modality has no positive class" if not modality_positive
-              else f"'{modality_positive}' is not among the classes ({', '.join(names)})")
-    return {"index": None, "name": None, "source": None,
-            "note": f"no clinical metrics: {reason}; pass --positive-class NAME"}
+    found = _matches(modality_positive, names) if modality_positive else []
+    if len(found) == 1:
+        return {"index": found[0], "name": names[found[0]], "source": "modality", "note": None,
+                "needs_positive_class": False}
+    preset = f"the {modality_name or 'modality'} preset"
+    if not modality_positive:
+        reason = f"{preset} names no positive class"
+    elif found:
+        reason = (f"'{modality_positive}' ({preset}) matches several classes "
+                  f"({', '.join(names[i] for i in found)})")
+    else:
+        reason = f"'{modality_positive}' ({preset}) is not among the classes ({', '.join(names)})"
+    return {"index": None, "name": None, "source": None, "needs_positive_class": True,
+            "note": f"no clinical metrics: {reason}; pass --positive-class NAME to say which class is the disease"}
 
 
 # -------------------------------------------------------------- pure metrics
@@ -125,7 +143,8 @@ def clinical_metrics(results: dict[str, Any], positive: dict[str, Any],
                      adversarial_scores: dict[float, np.ndarray] | None = None) -> dict[str, Any]:
     """``results["clinical"]`` from a results dict (clean pass, attacks, worst case)."""
     block: dict[str, Any] = {"positive_class": positive["name"], "positive_index": positive["index"],
-                             "source": positive["source"], "note": positive["note"]}
+                             "source": positive["source"], "note": positive["note"],
+                             "needs_positive_class": bool(positive.get("needs_positive_class"))}
     if positive["index"] is None:
         return block
     pos = int(positive["index"])

@@ -2,7 +2,9 @@
 
 Images are (N, H, W) or (N, H, W, C) arrays (scaled as in :mod:`auditor.imaging`), labels
 (N,) or (N, 1) class indices; the split defaults to ``test``. Class names come from
-``--classes`` or are the indices "0".."K-1", with K taken over every split in the file.
+``--classes``, else from MedMNIST's metadata when the file is named like a MedMNIST 2D set
+(``pneumoniamnist.npz`` -> normal, pneumonia; see ``_medmnist``), else they are the indices
+"0".."K-1", with K taken over every split in the file.
 
 The images are never loaded whole: an ``.npz`` is a zip of ``.npy`` files, so ``load``
 seeks inside the zip member to the rows it needs. A forward seek in a compressed member
@@ -31,6 +33,7 @@ import torch
 from auditor import imaging
 from auditor.errors import InputError
 from auditor.interfaces import Batch, DataOptions, DataSource, Dataset
+from plugins.data._medmnist import medmnist_labels
 from plugins.data.common import (
     check_class_count,
     check_indices,
@@ -217,10 +220,20 @@ class NpzDataset(Dataset):
                 f"'{label_key}' in '{path.name}' holds labels {int(labels.min())}..{int(labels.max())} but there are "
                 f"{count} classes; fix --classes"
             )
-        self.class_names = list(options.classes) if options.classes else [str(i) for i in range(count)]
+        self.class_names, self.class_names_source = self._class_names(options, count)
         self.rows = stratified_subset(labels, options.limit, options.seed)
         self._labels_kept = labels[self.rows]
         require_samples(len(self.rows), f"{path}:{self.split}")
+
+    def _class_names(self, options: DataOptions, count: int) -> tuple[list[str], str]:
+        """``--classes``; else MedMNIST's label names when the file is named like one of its
+        sets and holds that many classes; else the indices "0".."K-1"."""
+        if options.classes:
+            return list(options.classes), "--classes"
+        known = medmnist_labels(self.path)
+        if known is not None and len(known[1]) == count:
+            return list(known[1]), f"MedMNIST v2 metadata ({known[0]})"
+        return [str(i) for i in range(count)], "label indices"
 
     def _labels(self, archive: Any, key: str) -> np.ndarray:
         """Member ``key`` as int64 class indices 0..; anything else is an InputError."""
@@ -263,6 +276,7 @@ class NpzDataset(Dataset):
             "n_samples": len(self),
             "per_class_counts": per_class_counts(self._labels_kept, self.class_names),
             "classes": list(self.class_names),
+            "class_names_source": self.class_names_source,
             "limit": self.options.limit,
             "seed": self.options.seed,
         }

@@ -17,10 +17,27 @@ def test_positive_class_from_the_modality():
     assert (got["index"], got["name"], got["source"]) == (1, "melanoma", "modality")
 
 
-def test_numeric_binary_classes_default_to_one_and_say_so():
-    got = resolve_positive_class(None, ["0", "1"], "melanoma", "dermoscopy")
-    assert (got["index"], got["name"], got["source"]) == (1, "1", "numeric default")
-    assert "melanoma" in got["note"] and "--positive-class" in got["note"]
+def test_numeric_binary_classes_are_not_guessed():
+    """breastmnist: 0 is malignant. Taking class 1 would swap sensitivity and specificity."""
+    got = resolve_positive_class(None, ["0", "1"], "malignant", "ultrasound")
+    assert got["index"] is None and got["needs_positive_class"]
+    assert "--positive-class" in got["note"] and "'malignant' (the ultrasound preset) is not among" in got["note"]
+    assert resolve_positive_class("1", ["0", "1"], "malignant")["index"] == 1
+
+
+def test_class_names_match_ignoring_case():
+    got = resolve_positive_class(None, ["NORMAL", "PNEUMONIA"], "pneumonia", "chest-xray")
+    assert (got["index"], got["name"], got["source"]) == (1, "PNEUMONIA", "modality")
+    assert resolve_positive_class("Pneumonia", ["NORMAL", "PNEUMONIA"], None)["name"] == "PNEUMONIA"
+    assert resolve_positive_class(None, ["malignant", "normal, benign"], "malignant")["index"] == 0
+
+
+def test_an_ambiguous_match_computes_nothing():
+    got = resolve_positive_class(None, ["Pneumonia", "PNEUMONIA", "normal"], "pneumonia", "chest-xray")
+    assert got["index"] is None and "matches several classes" in got["note"]
+    with pytest.raises(UsageError, match="several classes"):
+        resolve_positive_class("pneumonia", ["Pneumonia", "PNEUMONIA"], None)
+    assert resolve_positive_class("PNEUMONIA", ["Pneumonia", "PNEUMONIA"], None)["index"] == 1  # exact wins
 
 
 def test_no_positive_class_without_a_modality_default():

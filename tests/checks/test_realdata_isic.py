@@ -41,7 +41,7 @@ def _audit(isic: dict, name: str) -> dict:
     config = AuditConfig(model=isic[name], data=isic["csv"], split="val", out=isic["work"] / name,
                          modality="dermoscopy", input_size=(32, 32), attacks=["fgsm", "pgd", "square"],
                          eps_255=[2.0, 8.0], budget="quick", device="cpu", formats=[], check_samples=48,
-                         backends={"pgd": "native"})
+                         backends={"pgd": "native"}, positive_class="1")  # labels.csv: 1 = melanoma
     with warnings.catch_warnings(), one_thread():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         return run_audit(config, get_registry())
@@ -52,7 +52,7 @@ def test_honest_isic_model_passes_the_checks(isic):
     bad = {i["key"]: i["message"] for i in results["checks"]["items"] if i["status"] == "fail"}
     assert not bad, bad
     clinical = results["clinical"]
-    assert clinical["positive_class"] == "1" and clinical["source"] == "numeric default"
+    assert clinical["positive_class"] == "1" and clinical["source"] == "--positive-class"
     assert clinical["clean"]["auroc"]["value"] > 0.6  # ISIC val: 30 melanoma, 120 benign
     assert results["targeted"]["per_eps"][-1]["positive_to_negative"]["n"] > 0
 

@@ -39,7 +39,8 @@ def test_cxr16_class_folders(registry: Registry, shared_data: Path) -> None:
 def test_pneumoniamnist_test_split(registry: Registry, shared_data: Path) -> None:
     path = shared_data / "medmnist" / "pneumoniamnist.npz"
     ds = open_dataset(registry, path, DataOptions(channels=1))
-    assert len(ds) == 624 and ds.describe()["per_class_counts"] == {"0": 234, "1": 390}
+    assert len(ds) == 624 and ds.describe()["per_class_counts"] == {"normal": 234, "pneumonia": 390}
+    assert ds.describe()["class_names_source"] == "MedMNIST v2 metadata (pneumoniamnist)"
     with np.load(path) as raw:
         expected = raw["test_images"][[0, 623]] / 255.0
     np.testing.assert_allclose(ds.load([0, 623]).images[:, 0].numpy(), expected, atol=1e-6)
@@ -49,6 +50,7 @@ def test_breastmnist_flat_labels(registry: Registry, shared_data: Path) -> None:
     ds = open_dataset(registry, shared_data / "medmnist" / "breastmnist.npz", DataOptions(split="val"))
     assert len(ds) == 78 and ds.targets().shape == (78,)
     assert sum(ds.describe()["per_class_counts"].values()) == 78
+    assert ds.class_names == ["malignant", "normal, benign"]  # MedMNIST's labels: 0 is the disease here
     assert tuple(ds.load(range(4)).images.shape) == (4, 3, 28, 28)
 
 
