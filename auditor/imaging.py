@@ -10,11 +10,10 @@ numbers whichever container the pixels came in):
 * floats already in [0, 1] are kept (clipped against rounding noise); any other float
   range, and signed or wider integers (e.g. int16 CT), are min-max scaled per image,
   because there is no agreed full-scale value to divide by;
-* DICOM: ``pixel_array`` -> rescale slope/intercept -> per-image min-max to [0, 1]
-  (a window over the image's own range) -> inverted for MONOCHROME1. PALETTE COLOR images
-  go through their palette to RGB (then scaled by the palette's bit depth), YBR colour
-  arrives as RGB, and interpretations medaudit cannot convert (HSV, ARGB, CMYK,
-  YBR_PARTIAL_*) are refused rather than audited as something they are not.
+* DICOM (:mod:`auditor.dicom`): what a viewer shows. Rescale slope/intercept (modality
+  LUT), then the file's first Window Center/Width or its VOI LUT (window bottom = 0, top
+  = 1; without a window, the image's own range min-max scaled), then MONOCHROME1
+  inverted; PALETTE COLOR through its palette; multi-frame files refused.
 
 PIL's decompression-bomb limit stays on; images over it are an :class:`InputError`.
 """
@@ -30,11 +29,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from auditor.dicom import DICOM_SUFFIXES, read_dicom, read_dicom_stored
 from auditor.errors import InputError
+from auditor.pixels import as_hwc, check_pixel_count, scale_to_unit, too_large_error
+
+# as_hwc, check_pixel_count and scale_to_unit are used here and by the data sources as imaging.*
 
 PIL_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
-DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 IMAGE_SUFFIXES: tuple[str, ...] = PIL_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES
 
 # Luminance weights (ITU-R BT.601), the same ones PIL's convert("L") uses.
@@ -49,59 +51,6 @@ def is_image_file(path: Path) -> bool:
 def is_ignorable(path: Path) -> bool:
     """Hidden files and OS clutter that people leave in data folders without meaning to."""
     return path.name.startswith(".") or path.name.lower() in {"thumbs.db", "desktop.ini"}
-
-
-def _max_pixels() -> int | None:
-    # Read at call time so that a caller (or a test) that changes PIL's limit is honoured.
-    limit = Image.MAX_IMAGE_PIXELS
-    return None if limit is None else int(limit)
-
-
-def _too_large(name: str, pixels: int | None = None) -> InputError:
-    size = f" ({pixels} pixels)" if pixels else ""
-    return InputError(
-        f"image '{name}' is too large{size} and may be a decompression bomb; "
-        f"downsize it or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
-    )
-
-
-def check_pixel_count(name: str, pixels: int) -> None:
-    limit = _max_pixels()
-    if limit is not None and pixels > limit:
-        raise _too_large(name, pixels)
-
-
-def scale_to_unit(array: np.ndarray, name: str) -> np.ndarray:
-    """Map stored pixel values to float32 [0, 1] by the rules in the module docstring."""
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    values = array.astype(np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InputError(f"image '{name}' contains NaN or infinite pixel values; fix or remove it")
-    if values.size == 0:
-        raise InputError(f"image '{name}' has no pixels; fix or remove it")
-    lo, hi = float(values.min()), float(values.max())
-    if np.issubdtype(array.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        return np.clip(values, 0.0, 1.0).astype(np.float32)
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - lo) / (hi - lo)).astype(np.float32)
-
-
-def as_hwc(array: np.ndarray, name: str) -> np.ndarray:
-    """(H, W) -> (H, W, 1); (H, W, C) kept; channels-first small stacks are not guessed."""
-    if array.ndim == 2:
-        return array[:, :, None]
-    if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):
-        return array
-    raise InputError(
-        f"image '{name}' has shape {tuple(array.shape)}; expected a 2-D greyscale or "
-        f"(H, W, 3) colour image (multi-frame and volume files are not supported)"
-    )
 
 
 # ----------------------------------------------------------------------- decoders
@@ -122,7 +71,7 @@ def _read_pil(path: Path, name: str, palette_indices: bool = False) -> np.ndarra
                 image.load()
                 return _pil_pixels(image, palette_indices)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_large(name) from None
+        raise too_large_error(name) from None
     except UnidentifiedImageError:
         raise InputError(f"'{name}' is not a readable image; replace or remove it") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -187,94 +136,6 @@ def _read_tiff(path: Path, name: str) -> np.ndarray:
         return _read_pil(path, name)
 
 
-# Photometric interpretations (DICOM PS3.3 C.7.6.3.1.2) that medaudit turns into the
-# grey levels or RGB colours a viewer shows. pydicom 3's pixel_array already converts
-# YBR_FULL(_422) to RGB, and JPEG 2000 decoders undo YBR_ICT/YBR_RCT themselves.
-MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
-PALETTE_COLOR = "PALETTE COLOR"
-YBR_CONVERTED = ("YBR_FULL", "YBR_FULL_422")
-RGB_LIKE = ("RGB", "YBR_ICT", "YBR_RCT") + YBR_CONVERTED
-PHOTOMETRIC = MONOCHROME + (PALETTE_COLOR,) + RGB_LIKE
-
-
-def _photometric(ds: Any, name: str) -> str:
-    """The file's photometric interpretation, refused when medaudit cannot show it as a
-    viewer would (HSV, ARGB, CMYK and the YBR_PARTIAL forms: retired or video-only)."""
-    import pydicom
-
-    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "").strip().upper()
-    if not photometric:  # absent in some old files: the samples per pixel say grey or RGB
-        return ""
-    if photometric not in PHOTOMETRIC:
-        raise InputError(
-            f"DICOM file '{name}' uses photometric interpretation {photometric}, which medaudit does not "
-            f"convert ({', '.join(PHOTOMETRIC)}); export it as greyscale or RGB"
-        )
-    if photometric in YBR_CONVERTED and int(pydicom.__version__.split(".")[0]) < 3:
-        raise InputError(
-            f"DICOM file '{name}' is {photometric} colour, which needs pydicom 3 or newer to convert to RGB; "
-            "upgrade pydicom or export it as RGB"
-        )
-    return photometric
-
-
-def _apply_palette(ds: Any, indices: np.ndarray, name: str) -> np.ndarray:
-    """PALETTE COLOR: the stored values are indices into the file's red/green/blue lookup
-    tables; without them the image is a map of indices, not what a viewer shows."""
-    try:
-        from pydicom.pixels import apply_color_lut
-    except ImportError:  # pydicom 2
-        from pydicom.pixel_data_handlers.util import apply_color_lut
-    try:
-        rgb = np.asarray(apply_color_lut(indices, ds))
-    except Exception as exc:  # noqa: BLE001 - missing or malformed tables raise several types
-        raise InputError(
-            f"DICOM file '{name}' is PALETTE COLOR but its colour palette cannot be applied ({exc}); "
-            "export it as RGB"
-        ) from None
-    return as_hwc(rgb, name)
-
-
-def _read_dicom(path: Path, name: str) -> np.ndarray:
-    """DICOM -> float32 (H, W, C) in [0, 1] (see the module docstring for the scaling)."""
-    import pydicom
-
-    if path.stat().st_size == 0:
-        raise InputError(f"DICOM file '{name}' is an empty (zero-byte) file; replace or remove it")
-    try:
-        ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except Exception as exc:  # noqa: BLE001 - pydicom's errors are not one hierarchy
-        raise InputError(f"DICOM file '{name}' cannot be read ({exc}); replace or remove it") from None
-    check_pixel_count(name, rows * cols)
-    photometric = _photometric(ds, name)
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-        raise InputError(
-            f"DICOM file '{name}' has {ds.NumberOfFrames} frames; multi-frame DICOM is not "
-            f"supported, export the frame to audit as its own file"
-        )
-    try:
-        pixels = np.asarray(ds.pixel_array)
-    except Exception as exc:  # noqa: BLE001 - missing codec, bad pixel data, ...
-        raise InputError(
-            f"DICOM file '{name}' has pixel data that cannot be decoded ({exc}); "
-            f"install the codec it needs (e.g. pylibjpeg) or convert it to PNG"
-        ) from None
-    if photometric == PALETTE_COLOR:
-        return scale_to_unit(_apply_palette(ds, pixels, name), name)
-    pixels = as_hwc(pixels, name)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    if samples == 1:
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        values = pixels.astype(np.float64) * slope + intercept
-        unit = scale_to_unit(values, name)
-        if photometric == "MONOCHROME1":
-            unit = 1.0 - unit  # MONOCHROME1 stores white as the lowest value
-        return unit.astype(np.float32)
-    return scale_to_unit(pixels, name)
-
-
 def read_pixels(path: Path, name: str, *, palette_indices: bool = False) -> np.ndarray:
     """Raw pixel array of an image file in its stored dtype (masks and ROIs use this)."""
     suffix = path.suffix.lower()
@@ -282,12 +143,7 @@ def read_pixels(path: Path, name: str, *, palette_indices: bool = False) -> np.n
         if suffix in TIFF_SUFFIXES:
             return _read_tiff(path, name)
         if suffix in DICOM_SUFFIXES:
-            import pydicom
-
-            try:
-                return np.asarray(pydicom.dcmread(path).pixel_array)
-            except Exception as exc:  # noqa: BLE001
-                raise InputError(f"DICOM file '{name}' cannot be read ({exc}); replace or remove it") from None
+            return read_dicom_stored(path, name)
         return _read_pil(path, name, palette_indices)
     except FileNotFoundError:
         raise InputError(f"file '{name}' does not exist; check the path") from None
@@ -297,7 +153,7 @@ def read_image(path: Path, name: str) -> np.ndarray:
     """Decode one image file to float32 (H, W, C) in [0, 1]; ``name`` is used in errors."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         try:
-            return _read_dicom(path, name)
+            return read_dicom(path, name)
         except FileNotFoundError:
             raise InputError(f"file '{name}' does not exist; check the path") from None
     return as_hwc(scale_to_unit(read_pixels(path, name), name), name)
