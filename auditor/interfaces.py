@@ -264,3 +264,6 @@ class Modality:
     threats: str = ""
     defenses: tuple[str, ...] = ()
     notes: str = ""
+    # what a segmentation mask of this modality outlines, as the report names it ("lesion",
+    # "vessels"): a fundus vessel map has no lesion to miss
+    structure: str = "lesion"

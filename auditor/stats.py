@@ -158,3 +158,25 @@ def auroc(scores: np.ndarray, is_positive: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(np.asarray(scores, dtype=np.float64))
     return float((ranks[is_positive].sum() - m * (m + 1) / 2) / (m * n))
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_mean_ci(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """95% percentile-bootstrap interval of the mean of per-image values (Dice, IoU):
+    images are resampled with replacement, ``resamples`` times, from a generator seeded with
+    ``seed``, so the interval is reproducible. Non-finite values are left out; with no
+    finite value the interval is [None, None]."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    block: dict[str, Any] = {"ci95": [None, None], "ci_method": "percentile bootstrap over images",
+                             "ci_resamples": int(resamples), "ci_seed": int(seed), "ci_n": int(finite.size)}
+    if finite.size:
+        rng = np.random.default_rng(seed)
+        per_draw = max(1, 2_000_000 // finite.size)  # bounds the index array at ~16 MB for large audits
+        means = np.concatenate([finite[rng.integers(0, finite.size, (min(per_draw, resamples - done), finite.size))]
+                                .mean(axis=1) for done in range(0, resamples, per_draw)])
+        low, high = np.percentile(means, [2.5, 97.5])
+        block["ci95"] = [float(low), float(high)]
+    return block

@@ -38,6 +38,7 @@ MODALITIES: tuple[Modality, ...] = (
         ),
         defenses=_COMMON_DEFENSES + ("image-level denoising in front of the model",),
         notes="Vessel segmentation models are audited with --task segmentation and a field-of-view mask.",
+        structure="vessels",
     ),
     Modality(
         name="chest-xray",

@@ -54,7 +54,7 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
         "modality": {
             "name": prep.modality.name, "title": prep.modality.title, "threats": prep.modality.threats,
             "defenses": list(prep.modality.defenses), "notes": prep.modality.notes,
-            "positive_class": prep.modality.positive_class,
+            "positive_class": prep.modality.positive_class, "structure": prep.modality.structure,
         },
         "warnings": list(prep.warnings),
         "provenance": {"plugins": plugin_provenance(prep)},

@@ -48,6 +48,7 @@ from auditor.numerics import DEFAULT_MISSED_FRACTION, IGNORE_INDEX, class_counts
 from auditor.progress import Progress
 from auditor.registry import Registry, get_registry
 from auditor.results import write_results
+from auditor.stats import bootstrap_mean_ci
 
 GALLERY_IMAGES = 3
 # Segmentation maps are large: bound the pixels per model call so a default --batch-size
@@ -130,11 +131,16 @@ class SegmentationAudit(AuditSkeleton):
         agg = {k: self.metrics[k].aggregate(torch.from_numpy(values[k])) for k in METRIC_KEYS}
         agg = {k: (v if np.isfinite(v) else None) for k, v in agg.items()}
         missed = values["missed"]
+        # the same seeded resamples of images for every block, so intervals are comparable
+        dice_ci = bootstrap_mean_ci(values["dice"], seed=self.config.seed)
+        iou_ci = bootstrap_mean_ci(values["iou"], seed=self.config.seed)
         return {
             "dice": agg["dice"], "iou": agg["iou"], "sensitivity": agg["sensitivity"], "missed_rate": agg["missed"],
             "n": int(len(values["dice"])), "n_missed": int(np.nansum(missed)),
             "n_with_lesion": int(np.isfinite(missed).sum()),
             "dice_sd": float(np.std(values["dice"])) if len(values["dice"]) else None,
+            "dice_ci95": dice_ci["ci95"], "iou_ci95": iou_ci["ci95"],
+            **{k: v for k, v in dice_ci.items() if k != "ci95"},
         }
 
     # --------------------------------------------------------------- clean pass
@@ -143,6 +149,7 @@ class SegmentationAudit(AuditSkeleton):
         values = {k: np.full(self.n, np.nan) for k in keys}
         k = max(self.prep.num_classes, 2)
         pixel_counts = np.zeros(k, dtype=np.int64)
+        image_counts = np.zeros(k, dtype=np.int64)  # images holding each class: the table counts images
         pooled = np.zeros((3, k - 1))
         ids: list[str] = []
         self.gallery_clean: dict[int, np.ndarray] = {}
@@ -163,6 +170,8 @@ class SegmentationAudit(AuditSkeleton):
                 pooled += np.stack([tp.sum(0).cpu().numpy(), fp.sum(0).cpu().numpy(), fn.sum(0).cpu().numpy()])
                 inside = y if roi is None else y[roi]
                 pixel_counts += np.bincount(inside.flatten().cpu().numpy().clip(0, k - 1), minlength=k)[:k]
+                in_roi = roi if roi is not None else torch.ones_like(y, dtype=torch.bool)
+                image_counts += np.array([int(((y == c) & in_roi).flatten(1).any(1).sum()) for c in range(k)])
                 for j, i in enumerate(chunk):
                     if int(i) in self.gallery_indices:
                         self.gallery_clean[int(i)] = pred[j].cpu().numpy().astype(np.uint8)
@@ -172,6 +181,7 @@ class SegmentationAudit(AuditSkeleton):
         self.ids = ids
         self.clean_values = values
         self.pixel_counts = pixel_counts
+        self.image_counts = image_counts
         self.has_roi = has_roi
         tp, fp, fn = pooled
         denominator = 2 * tp + fp + fn
@@ -363,9 +373,11 @@ class SegmentationAudit(AuditSkeleton):
     def begin(self, results: dict[str, Any]) -> None:
         prep = self.prep
         results["clean"] = self.clean_pass()
-        counts = {name: int(self.pixel_counts[c]) for c, name in enumerate(prep.class_names) if c < len(self.pixel_counts)}
-        results["data"]["per_class_counts"] = counts
-        results["data"]["count_unit"] = "pixels inside the ROI" if self.has_roi else "pixels"
+        named = [(c, name) for c, name in enumerate(prep.class_names) if c < len(self.pixel_counts)]
+        results["data"]["per_class_counts"] = {name: int(self.image_counts[c]) for c, name in named}
+        results["data"]["count_unit"] = "images holding the class" + (" inside the ROI" if self.has_roi else "")
+        results["data"]["per_class_pixels"] = {name: int(self.pixel_counts[c]) for c, name in named}
+        results["data"]["pixel_unit"] = "pixels inside the ROI" if self.has_roi else "pixels"
         results["data"]["has_roi"] = self.has_roi
         results["timing"] = {"clean_pass_s": self.clean_time,
                              "forward_s_per_sample": self.clean_time / max(self.n, 1)}

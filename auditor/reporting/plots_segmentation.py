@@ -29,7 +29,13 @@ _RC = {
 }
 
 
-METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "missed_rate": "missed-lesion rate", "sensitivity": "lesion sensitivity"}
+# {structure}: what the modality's masks outline ("lesion", "vessels"; results["modality"]["structure"])
+METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "missed_rate": "missed-{structure} rate",
+                 "sensitivity": "{structure} sensitivity"}
+
+
+def _structure(results: dict[str, Any]) -> str:
+    return str((results.get("modality") or {}).get("structure") or "lesion")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -44,7 +50,7 @@ def metric_vs_eps_svg(results: dict[str, Any], metric: str = "dice") -> tuple[st
     black; None when the results hold no attack entries with this metric yet."""
     import matplotlib
 
-    label = METRIC_LABELS.get(metric, metric)
+    label = METRIC_LABELS.get(metric, metric).format(structure=_structure(results))
     clean = (results.get("clean") or {}).get(metric)
     attacks = [a for a in results.get("attacks", []) if isinstance(a, dict) and a.get(metric) is not None]
     if not attacks:
@@ -84,8 +90,8 @@ CAPTIONS = {
     "dice": "Dice against the L-inf budget (eps = 0 is the clean Dice), each attack run on every image. "
             "The black line is the worst case per image over all attacks at that or a smaller budget.",
     "iou": "IoU (mean over images; mean over foreground classes for multi-class masks) against the budget.",
-    "missed_rate": "Share of lesion-bearing images whose predicted lesion area fell below the configured "
-                   "fraction of the true area, per attack and budget.",
+    "missed_rate": "Share of the images whose ground truth shows {structure} whose predicted {structure} area "
+                   "fell below the configured fraction of the true area, per attack and budget.",
 }
 
 
@@ -100,5 +106,6 @@ def segmentation_figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         drawn = metric_vs_eps_svg(results, metric)
         if drawn is not None:
             svg, alt = drawn
-            figures[metric] = {"svg": Markup(svg), "alt": alt, "caption": CAPTIONS[metric]}
+            caption = CAPTIONS[metric].format(structure=_structure(results))
+            figures[metric] = {"svg": Markup(svg), "alt": alt, "caption": caption}
     return figures

@@ -57,7 +57,17 @@ def test_results_layout(audited_at):
     clean = results["clean"]
     assert clean["n"] == 4 and clean["dice"] > 0.9 and clean["iou"] > 0.8
     assert clean["missed_rate"] == 0.0 and len(clean["samples"]["dice"]) == 4
-    assert results["data"]["per_class_counts"]["foreground"] == sum(clean["samples"]["true_area"])
+    assert results["data"]["per_class_pixels"]["foreground"] == sum(clean["samples"]["true_area"])
+    # the per-class table counts images (every image holds a lesion and background), pixels apart
+    assert results["data"]["per_class_counts"] == {"background": 4, "foreground": 4}
+    assert results["data"]["count_unit"] == "images holding the class"
+    for block in [clean, *results["attacks"], *results["worst_case"]]:
+        for metric in ("dice", "iou"):
+            low, high = block[f"{metric}_ci95"]
+            assert low <= block[metric] <= high and high - low < 1
+        assert block["ci_method"] == "percentile bootstrap over images" and block["ci_resamples"] == 2000
+    low, high = results["worst_case"][1]["dice_ci95"]
+    assert high - low > 0  # the four images differ under attack: the interval has width
     assert [(a["attack"], a["eps_255"]) for a in results["attacks"]] == [
         (name, eps) for eps in (2.0, 8.0)
         for name in ("seg-fgsm-bce", "seg-pgd-bce", "seg-pgd-dice", "seg-lesion-removal")]
@@ -120,8 +130,10 @@ def test_roi_restricts_metrics(threshold_model, tmp_path, registry):
     data = write_seg_folders(tmp_path / "roi_data", roi=roi)
     results = run_audit(seg_config(threshold_model, data, tmp_path / "out", attacks=["seg-fgsm-bce"],
                                    eps_255=[8.0]), registry)
-    assert results["data"]["has_roi"] is True and results["data"]["count_unit"] == "pixels inside the ROI"
-    assert sum(results["data"]["per_class_counts"].values()) == 4 * SIZE * SIZE // 2
+    assert results["data"]["has_roi"] is True and results["data"]["pixel_unit"] == "pixels inside the ROI"
+    assert sum(results["data"]["per_class_pixels"].values()) == 4 * SIZE * SIZE // 2
+    assert results["data"]["count_unit"] == "images holding the class inside the ROI"
+    assert all(0 <= v <= 4 for v in results["data"]["per_class_counts"].values())
 
 
 class RogueAttack(Attack):

@@ -38,7 +38,7 @@ def test_table5_layout_figures_and_overlays(results):
         assert f'{w["dice"]:.3f}' in html
     assert "FGSM (BCE loss)" in html and "PGD (Dice loss)" in html
     assert html.count("data:image/png;base64,") == 3 * len(results["gallery"])
-    assert '<svg role="img"' in html and "Missed lesions" in html and "Missed by any attack" in html
+    assert '<svg role="img"' in html and "Missed lesion:" in html and "Missed by any attack" in html
 
 
 def test_text_from_results_is_escaped(results):
@@ -59,3 +59,28 @@ def test_partial_results_render(results):
     partial.pop("summary")
     html = render(partial)
     assert "not run" in html and "No overlays were recorded" in html
+
+
+def test_dice_and_iou_carry_their_intervals(results):
+    html = render(results)
+    assert "95% confidence interval (percentile bootstrap over images, 2,000 resamples" in html
+    for block in [results["clean"], *results["attacks"], *results["worst_case"]]:
+        for metric in ("dice", "iou"):
+            low, high = block[f"{metric}_ci95"]
+            assert f"{low:.3f}&ndash;{high:.3f}" in html
+
+
+def test_wording_follows_the_modality(threshold_model, seg_data, tmp_path, registry):
+    fundus = run_audit(seg_config(threshold_model, seg_data, tmp_path / "fundus", attacks=["seg-fgsm-bce"],
+                                  eps_255=[8.0], modality="fundoscopy", checks=False), registry)
+    assert fundus["modality"]["structure"] == "vessels"
+    html = render(fundus)
+    assert "Missed vessels:" in html and "Vessels area (px)" in html and "lesion" not in html.lower()
+
+
+def test_per_class_table_counts_images_and_labels_pixels(results):
+    context = report_context.build_context(results)
+    html = rendering.make_environment().get_template("partials/model_data.html.jinja").render(**context)
+    assert '<th class="num">Images</th>' in html and "Pixels" in html and "(pixels, all images)" in html
+    pixels = results["data"]["per_class_pixels"]["foreground"]
+    assert f'<td>foreground</td><td class="num">4</td><td class="num">{pixels:,}</td>' in html
