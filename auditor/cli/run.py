@@ -120,7 +120,7 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the audit already in --out (by default a folder holding results.json is refused, exit 2).")] = False,
     allow_probabilities: Annotated[bool, typer.Option("--allow-probabilities", help="Audit a model that outputs probabilities instead of logits (results flagged).")] = False,
     positive_class: Annotated[Optional[str], typer.Option("--positive-class", help="Class name of the disease for sensitivity, specificity, AUROC and targeted attacks (default: the modality's, e.g. melanoma; class 1 for 0/1 data).")] = None,
-    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="Acceptance criterion, repeatable or comma-separated: worst_case@4=0.50, pgd@2=0.60, sensitivity@2=0.80, checks=no-fail. Exit 1 when one fails.")] = None,
+    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="Acceptance criterion, repeatable or comma-separated: worst_case@4=0.50, pgd@2=0.60, sensitivity@2=0.80, checks=no-fail. Append :lower (:upper for rates) to gate on the 95% interval's end, e.g. worst_case@4=0.5:lower. Exit 1 when one fails.")] = None,
     fail_under_file: Annotated[Optional[Path], typer.Option("--fail-under-file", help="TOML or JSON file of criteria: fail_under = [\"worst_case@4=0.50\", ...] or a table metric = threshold.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write the acceptance gates as JUnit XML (one test case per criterion) for CI.")] = None,
     skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Do not run the evaluation validity checks (they attack a small subsample).")] = False,
