@@ -158,12 +158,13 @@ class AuditConfig:
     follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
     model_timeout: float | None = 600.0  # seconds one model call may take (auditor.deadline); None/0: no limit
     extra: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # --metadata: device, intended use, owner (auditor.metadata)
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
         for key in ("out", "formats", "resume", "device", "fail_under", "junit", "model_timeout",
-                    "follow_symlinks"):
+                    "follow_symlinks", "metadata"):  # metadata names the device; it changes no number
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

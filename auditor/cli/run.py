@@ -14,6 +14,7 @@ from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats
                             parse_size)
 from auditor.errors import EXIT_GATE_FAILED, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
+from auditor.metadata import load_metadata
 from auditor.out_lock import refuse_existing_audit
 from auditor.registry import get_registry
 
@@ -133,6 +134,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
     model_timeout_s: Annotated[float, typer.Option("--model-timeout", help="Seconds one model call may take before the audit ends with exit 3 (resumable with --resume); 0: no limit.")] = 600.0,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
+    metadata: Annotated[Optional[Path], typer.Option("--metadata", help="TOML file naming the device for the report's cover and traceability table: device_name, device_version, manufacturer, intended_use, intended_population, audit_owner (all strings, all optional). Not part of --resume's identity.")] = None,
 ) -> None:
     registry = get_registry()
     formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
@@ -182,6 +184,7 @@ def run(
         defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
         detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
+        metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
     )
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.

@@ -58,6 +58,7 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
         },
         "warnings": list(prep.warnings),
         "provenance": {"plugins": plugin_provenance(prep)},
+        "metadata": dict(prep.config.metadata),  # --metadata, for the cover and traceability table
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from auditor.metadata import metadata_rows
 from auditor.reporting import plots
 from auditor.reporting.filters import css_colour, eps255, is_finite, pct, short_date
 from auditor.reporting.plots_segmentation import segmentation_figures as build_segmentation_figures
@@ -323,6 +324,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),
         "warnings": [str(w) for w in _list(results.get("warnings"))],
+        "metadata": metadata_rows(results.get("metadata")),
         "plugins_used": [p for p in _list(_dict(results.get("provenance")).get("plugins")) if isinstance(p, dict)],
         "figures": figures(results, eps_list, rows, worst, classes),
         "seg_figures": segmentation_figures(results) if task == "segmentation" else None,
