@@ -10,6 +10,7 @@ import typer
 
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
+from auditor.cli.headline import print_headline
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
 from auditor.errors import EXIT_GATE_FAILED, UsageError
@@ -70,6 +71,8 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
                                  template_dirs=list(template_dirs or []))
     if config.junit and results.get("gates"):
         written.append(Path(config.junit))
+    if not quiet:  # on stderr, so stdout stays the --json answer alone
+        print_headline(results, err_console)
     if as_json:
         typer.echo(json.dumps(summary_for_stdout(results, [str(p) for p in written]), indent=1))
     elif not quiet:
