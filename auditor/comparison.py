@@ -40,9 +40,16 @@ Measure = tuple  # ("proportion", outcome) | ("mean", values) | ("auroc", scores
 
 
 # ------------------------------------------------------------------ pairing
+def _samples(results: dict[str, Any]) -> dict[str, Any]:
+    """The per-image block (classification: results.samples; segmentation: clean.samples);
+    {} when absent or not a mapping (a results.json is data, not code we trust)."""
+    holder = results.get("clean") if task_of(results) == "segmentation" else results
+    samples = holder.get("samples") if isinstance(holder, dict) else None
+    return samples if isinstance(samples, dict) else {}
+
+
 def _ids(results: dict[str, Any]) -> list | None:
-    holder = (results.get("clean") or {}) if task_of(results) == "segmentation" else results
-    ids = (holder.get("samples") or {}).get("ids")
+    ids = _samples(results).get("ids")
     return list(ids) if isinstance(ids, list) else None
 
 
@@ -81,8 +88,7 @@ class _Images:
     def __init__(self, results: dict[str, Any], order: list[int] | None):
         self.results = results
         self.segmentation = task_of(results) == "segmentation"
-        samples = (results.get("clean") or {}).get("samples") if self.segmentation else results.get("samples")
-        self.samples = samples or {}
+        self.samples = _samples(results)
         n = len(self.samples.get("ids") or [])
         self.order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
         self.position = np.empty(n, dtype=np.int64)
@@ -215,7 +221,7 @@ def _both(images: tuple[_Images, _Images] | None,
     for side in images:
         try:
             out.append(get(side))
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # absent or malformed
             out.append(None)
     return out[0], out[1]
 

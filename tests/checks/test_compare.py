@@ -286,3 +286,16 @@ def test_segmentation_dice_is_compared_with_a_paired_bootstrap():
     missed = rows["lesion missed by any attack @ 4/255"]  # 2 of 60 lesions newly missed: not evidence
     assert missed["test"]["test"] == "paired bootstrap" and missed["status"] == "not significant"
     assert comparison["regressions"] == ["worst-case Dice @ 4/255", "seg-pgd-dice Dice @ 4/255"]
+
+
+def test_malformed_per_image_data_leaves_rows_untested_not_crashed(tmp_path):
+    a, b = _ab(30)
+    b["attacks"][0]["samples"]["broken"] = ["x", None]  # a hand-edited or hostile results.json
+    b["samples"]["labels"] = "not a list"
+    comparison = compare_results(a, b, margin=0.02)
+    row = next(r for r in comparison["rows"] if r["label"] == "worst case @ 2/255")
+    assert row["test"] is None and row["status"] == "worse (untested)"
+    b["samples"] = "junk"
+    result = runner.invoke(app, ["compare", str(_write(a, tmp_path / "a")), str(_write(b, tmp_path / "b")),
+                                 "--allow-different-data"])
+    assert result.exit_code == 1, result.output  # untested rows fall back to the margin rule
