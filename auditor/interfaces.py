@@ -146,6 +146,8 @@ class AttackContext:
     seed: int
     batch_size: int
     counter: "PassCounter"
+    # extra["on_iteration"], when set: a no-argument callable an iterative attack calls once
+    # per iteration (the engine's progress inside one long batch)
     extra: dict[str, Any] = field(default_factory=dict)
     _art: Any = None  # cache of auditor.art_adapter.art_classifier(ctx)
 

@@ -141,27 +141,69 @@ class _RichTask(ProgressTask):
 
 
 class RichProgress(Progress):
-    """Progress bars on stderr; silent with ``--quiet``."""
+    """Progress bars on stderr; silent with ``--quiet``. While an audit's plan is open, one
+    live display holds the whole-audit line (its ETA) above the current task's bar; a
+    finished task leaves a line of its own."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self._live: Any = None  # the rich Progress of an open plan
+        self._overall: Any = None
 
-    @contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[ProgressTask]:
-        if self.quiet:
-            yield ProgressTask()
-            return
+    @staticmethod
+    def _bars() -> Any:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP, SpinnerColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn()]
-        with RP(*columns, console=err_console, transient=False) as rp:
-            # the description names attacks and files: neither markup nor terminal controls
-            task_id = rp.add_task(escape(printable(description)), total=total)
+        return RP(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
+
+    @contextmanager
+    def open_task(self, description: str, total: int | None) -> Iterator[ProgressTask]:
+        if self.quiet:
+            yield ProgressTask()
+            return
+        # the description names attacks and files: neither markup nor terminal controls
+        label = escape(printable(description))
+        if self._live is not None:
+            rp = self._live
+            task_id = rp.add_task(label, total=total)
+            try:
+                yield _RichTask(rp, task_id)
+            finally:
+                seconds = rp.tasks[[t.id for t in rp.tasks].index(task_id)].elapsed or 0.0
+                rp.remove_task(task_id)
+                rp.console.print(f"{label}: done in {seconds:.0f} s", highlight=False)
+            return
+        with self._bars() as rp:
+            task_id = rp.add_task(label, total=total)
             yield _RichTask(rp, task_id)
             if total is None:
                 rp.update(task_id, total=1, completed=1)
+
+    @contextmanager
+    def plan(self, description: str, total_units: float) -> Iterator[None]:
+        if self.quiet:
+            with super().plan(description, total_units):
+                yield
+            return
+        with self._bars() as rp:
+            self._live = rp
+            try:
+                with super().plan(description, total_units):
+                    yield
+            finally:
+                self._live = self._overall = None
+
+    def plan_started(self, description: str, total_units: float) -> None:
+        if self._live is not None:
+            # units are images x passes: the bar shows a percentage, the ETA is the point
+            self._overall = self._live.add_task(f"{escape(printable(description))} (planned work units)",
+                                                total=max(total_units, 1e-9))
+
+    def plan_moved(self, done: float, total: float) -> None:
+        if self._live is not None and self._overall is not None:
+            self._live.update(self._overall, completed=done)
 
     def note(self, message: str) -> None:
         if not self.quiet:

@@ -36,16 +36,16 @@ import torch
 from auditor.accounting import PassTimer
 from auditor.engine.prepare import Prepared
 from auditor.engine.record import environment, overhead_block, results_header
-from auditor.engine.skeleton import AuditSkeleton
+from auditor.engine.skeleton import AuditSkeleton, attack_units
 from auditor.steps import attack_chunk, merge_details, query_block, step_seed
 from auditor.engine.summary import summarise_segmentation
 from auditor.errors import InputError, UsageError
 from auditor.evaluation.checks.base import skipped_checks
-from auditor.evaluation.checks.segmentation_checks import SEG_CHECK_COUNT, run_segmentation_checks
+from auditor.evaluation.checks.segmentation_checks import SEG_CHECK_COUNT, check_units, run_segmentation_checks
 from auditor.imagery import CONTOUR_LEGEND, overlay_png, png_base64
 from auditor.interfaces import Metric
 from auditor.numerics import DEFAULT_MISSED_FRACTION, IGNORE_INDEX, class_counts, lesion_areas, logits_to_labels
-from auditor.progress import Progress
+from auditor.progress import IterationTicks, Progress
 from auditor.registry import Registry, get_registry
 from auditor.results import write_results
 from auditor.stats import bootstrap_mean_ci
@@ -217,7 +217,12 @@ class SegmentationAudit(AuditSkeleton):
                 x, y, roi, _ = self._batch(chunk)
                 y_attack = torch.where(roi, y, torch.full_like(y, IGNORE_INDEX)) if roi is not None else y.clone()
                 seed = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
-                result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y_attack, eps, params, seed)
+                ticks = IterationTicks(task, len(chunk), int(attack_units(attack, params)))
+                self.ctx.extra["on_iteration"] = ticks
+                try:
+                    result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y_attack, eps, params, seed)
+                finally:
+                    self.ctx.extra.pop("on_iteration", None)
                 attack_time += seconds
                 projected += len(chunk) if outside else 0
                 delta = x_adv - x
@@ -235,7 +240,7 @@ class SegmentationAudit(AuditSkeleton):
                 if largest:
                     self._maybe_gallery(attack, params["loss"], eps_255, chunk, x, x_adv, y, roi, logits,
                                         evaluated["dice"], evaluated["iou"])
-                task.advance(len(chunk))
+                ticks.finish()
         elapsed = time.perf_counter() - t0
         passes = self.counter.since(before)
         entry: dict[str, Any] = {
@@ -386,6 +391,11 @@ class SegmentationAudit(AuditSkeleton):
 
     def step(self, attack: Any, eps_255: float) -> dict[str, Any]:
         return self.run_step(attack, eps_255)
+
+    def finish_units(self) -> float:
+        if not self.config.checks:
+            return 0.0
+        return check_units(self, self.config.check_samples)
 
     def finish(self, results: dict[str, Any]) -> None:
         if self.config.checks:

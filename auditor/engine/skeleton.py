@@ -29,6 +29,22 @@ from auditor.progress import Progress
 from auditor.results import write_results
 
 
+CLEAN_PASS_UNITS = 1 / 3  # a forward pass costs about a third of a forward + backward
+
+
+def attack_units(attack: Any, params: dict[str, Any]) -> float:
+    """Forward + backward passes per image an attack plans: its steps times its starts
+    (restarts + 1), a black-box attack's queries as forward passes, else its ``cost`` rank."""
+    steps = params.get("steps")
+    if isinstance(steps, (int, float)) and steps > 0:
+        starts = max(int(params.get("starts") or 1), int(params.get("restarts") or 0) + 1)
+        return float(steps) * starts
+    queries = params.get("queries")
+    if isinstance(queries, (int, float)) and queries > 0:
+        return float(queries) * CLEAN_PASS_UNITS
+    return float(getattr(attack, "cost", 1) or 1)
+
+
 class AuditSkeleton:
     """Runs one prepared audit; subclasses fill in the task's hooks."""
 
@@ -85,22 +101,30 @@ class AuditSkeleton:
         """Everything after the last step, down to ``status: complete`` and its write."""
         raise NotImplementedError
 
-    # --------------------------------------------------------------------- run
-    def run(self) -> dict[str, Any]:
-        prep, config = self.prep, self.config
-        out = Path(config.out)
-        cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
-        self.before()
-        results = self.base_results(cfg_hash)
-        done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
-        self.begin(results)
+    # ------------------------------------------------------------ planned work
+    def step_units(self, attack: Any) -> float:
+        """A step's planned work, for the whole-audit ETA: images x passes per image."""
+        return self.n * attack_units(attack, (getattr(self.prep, "params", None) or {}).get(attack.name) or {})
+
+    def finish_units(self) -> float:
+        """Planned work after the last step (checks, clinical attacks); 0 when unknown."""
+        return 0.0
+
+    def planned_units(self) -> float:
+        steps = sum(self.step_units(a) for a in self.prep.attacks) * len(self.prep.eps_255)
+        return self.n * CLEAN_PASS_UNITS + steps + self.finish_units()
+
+    def _planned_run(self, results: dict[str, Any], done: dict[Any, dict[str, Any]], out: Path) -> None:
+        with self.progress.share(self.n * CLEAN_PASS_UNITS):
+            self.begin(results)
         write_results(out, results)
         entries: list[dict[str, Any]] = []
-        for eps_255 in prep.eps_255:
+        for eps_255 in self.prep.eps_255:
             self.start_eps(eps_255)
-            for attack in prep.attacks:
+            for attack in self.prep.attacks:
                 key = (attack.name, float(eps_255))
-                entry = done[key] if key in done else self.step(attack, eps_255)
+                with self.progress.share(self.step_units(attack)):  # a resumed step is spent at once
+                    entry = done[key] if key in done else self.step(attack, eps_255)
                 self.record(entry)
                 entries.append(entry)
                 results["attacks"] = entries
@@ -109,7 +133,19 @@ class AuditSkeleton:
                 results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 write_results(out, results)
             self.end_eps(eps_255)
-        self.finish(results)
+        with self.progress.share(self.finish_units()):
+            self.finish(results)
+
+    # --------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        prep, config = self.prep, self.config
+        out = Path(config.out)
+        cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+        self.before()
+        results = self.base_results(cfg_hash)
+        done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
+        with self.progress.plan("whole audit", self.planned_units()):
+            self._planned_run(results, done, out)
         provenance = plugin_provenance(prep)
         if provenance and provenance != results.get("provenance", {}).get("plugins"):
             results.setdefault("provenance", {})["plugins"] = provenance  # the checks and clinical attacks used more

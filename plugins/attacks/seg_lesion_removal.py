@@ -42,6 +42,6 @@ class SegLesionRemoval(Attack):
     def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
         x_adv, details = seg_pgd(
             ctx.model, x, y, eps, step_size(params, eps), params["steps"], params["starts"], "background",
-            generator(params["seed"], x.device), stop_when_empty=True,
+            generator(params["seed"], x.device), stop_when_empty=True, on_step=ctx.extra.get("on_iteration"),
         )
         return AttackResult(x_adv, details=details)

@@ -18,6 +18,8 @@ probabilities) and computed in float64:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from auditor.numerics import IGNORE_INDEX, SEG_LOSSES as LOSSES, objective_gradient, project, seg_objective  # noqa: F401
@@ -42,10 +44,13 @@ def foreground_empty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 def seg_pgd(
     model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, alpha: float,
     steps: int, starts: int, loss: str, generator: torch.Generator, stop_when_empty: bool = False,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """Batched L-inf PGD ascending ``loss``. With several starts each image keeps the one
     with the highest final objective. ``stop_when_empty`` freezes an image as soon as its
-    predicted mask is empty (the lesion-removal goal is reached; more steps cost passes)."""
+    predicted mask is empty (the lesion-removal goal is reached; more steps cost passes).
+    ``on_step`` is called after every step (the engine's progress: one batch of large
+    images under many steps takes minutes)."""
     best = x.clone()
     best_value = torch.full((len(x),), -float("inf"), dtype=torch.float64, device=x.device)
     emptied = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -68,6 +73,8 @@ def seg_pgd(
                 if idx.numel() == 0:
                     break
             x_adv[idx] = project(x_adv[idx] + alpha * grad.sign(), x[idx], eps)
+            if on_step is not None:
+                on_step()
         if starts <= 1:
             return x_adv, {"emptied_early": int((~active).sum())}
         with torch.no_grad():

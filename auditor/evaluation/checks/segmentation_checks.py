@@ -373,3 +373,12 @@ def run_segmentation_checks(audit: Any, results: dict[str, Any], samples: int = 
                             progress: Any = None) -> dict[str, Any]:
     """Run the segmentation validity checks on a finished segmentation audit."""
     return SegmentationChecks(audit, results, samples).run(progress)
+
+
+def check_units(audit: Any, samples: int) -> float:
+    """Planned work of the checks (images x forward+backward passes), for the audit's ETA:
+    gradients 2, logits and determinism 4 forwards, the large-eps PGD, twice the audit's
+    PGD steps, noise draws, and possibly a PGD and an FGSM the audit did not run."""
+    n = min(audit.n, SEG_DEFAULT_SAMPLES, max(int(samples), 0))
+    steps = int(audit.prep.params.get(f"seg-pgd-{ATTACK_LOSS}", {}).get("steps") or 10)
+    return n * (2 + (4 + SEG_NOISE_DRAWS) / 3 + LARGE_EPS_STEPS + 2 * steps)
