@@ -86,6 +86,12 @@ class Dataset(ABC):
         """Facts for ``results.json['data']`` beyond the ones the engine computes."""
         return {}
 
+    def native_size(self) -> tuple[int, int] | None:
+        """(H, W) that every image of this data set has, when the source knows it without
+        decoding pixels (an array's shape, image file headers); None when sizes differ or
+        are unknown. Audits run at this size unless the user or the model names one."""
+        return None
+
 
 class DataSource(ABC):
     """A data layout medaudit can read (class folders, CSV manifest, npz, ...)."""
@@ -126,6 +132,11 @@ class ModelLoader(ABC):
     @abstractmethod
     def load(self, path: Path, options: ModelOptions) -> torch.nn.Module:
         """Return a module in eval mode. Raise :class:`auditor.errors.InputError` on failure."""
+
+    def input_size(self, path: Path) -> tuple[int, int] | None:
+        """(H, W) the model file declares for its input, when it declares fixed ones (an
+        ONNX graph input of static shape); None otherwise. Called after ``load``."""
+        return None
 
     def companion_files(self, path: Path) -> list[Path]:
         """Other files the model at ``path`` is read from (e.g. ONNX external data); they

@@ -105,6 +105,7 @@ class LoadedModel:
     executes_code: bool
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    input_size: tuple[int, int] | None = None  # (H, W) the file declares (ModelLoader.input_size)
 
 
 def open_model(
@@ -141,6 +142,7 @@ def open_model(
         executes_code=bool(loader.executes_code),
         mean=tuple(mean) if mean is not None else None,
         std=tuple(std) if std is not None else None,
+        input_size=getattr(loader, "input_size", lambda _: None)(path),
     )
 
 

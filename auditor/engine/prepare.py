@@ -13,7 +13,7 @@ import torch
 from auditor.accounting import PassCounter
 from auditor.config import AuditConfig, resolve_device
 from auditor.datasets import open_dataset
-from auditor.errors import InputError, UsageError
+from auditor.errors import InputError, MedauditError, UsageError
 from auditor.evaluation.defenses import attach_defense
 from auditor.interfaces import AttackContext, DataOptions, Dataset
 from auditor.models import SingleLogitAsTwoClasses, infer_input_channels, open_model, probe_model
@@ -42,6 +42,7 @@ class Prepared:
     probe: Any = None
     registry: Any = None
     defense: Any = None  # auditor.evaluation.defenses.DefendedModels when --defense is given
+    input_size_source: str = "modality"  # what decided the input size: user | model | data | modality
 
 
 def prepare(config: AuditConfig, registry: Registry, progress: Progress | None = None) -> Prepared:
@@ -57,7 +58,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
             trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
         )
     channels = config.channels or infer_input_channels(model.module) or modality.channels
-    input_size = config.input_size or modality.input_size
+    input_size, input_size_source = _input_size(config, registry, model, modality, channels)
     input_shape = (channels, input_size[0], input_size[1])
     probe = probe_model(model.module, input_shape, device)
     task = config.task or probe.task
@@ -94,8 +95,32 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         config=config, model=model, dataset=dataset, modality=modality, task=task,
         num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
         attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe, registry=registry,
-        defense=defense,
+        defense=defense, input_size_source=input_size_source,
     )
+
+
+def _input_size(config: AuditConfig, registry: Registry, model: Any, modality: Any,
+                channels: int) -> tuple[tuple[int, int], str]:
+    """The (H, W) images are audited at and what decided it: ``--input-size``; else the size
+    the model file declares (it cannot take another); else the one size every image of the
+    data shares; only then the modality preset. Resizing a 28x28 data set to the preset's
+    64x64 for a model trained at 28x28 would silently audit a model that classifies nothing."""
+    if config.input_size:
+        return (int(config.input_size[0]), int(config.input_size[1])), "user"
+    if model.input_size:
+        return (int(model.input_size[0]), int(model.input_size[1])), "model"
+    options = DataOptions(
+        channels=channels, input_size=None, split=config.split, classes=config.classes, limit=config.limit,
+        seed=config.seed, task=config.task or "classification", roi=config.roi,
+        follow_symlinks=config.follow_symlinks,
+    )
+    try:
+        native = open_dataset(registry, config.data, options, source=config.data_format).native_size()
+    except MedauditError:
+        native = None  # the data is opened again below for the probed task, which reports what is wrong
+    if native:
+        return (int(native[0]), int(native[1])), "data"
+    return (int(modality.input_size[0]), int(modality.input_size[1])), "modality"
 
 
 def _check_numbers(config: AuditConfig) -> None:

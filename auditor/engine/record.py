@@ -47,6 +47,8 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
             "path": str(prep.model.path), "name": Path(prep.model.path).name, "sha256": prep.model.sha256,
             "format": prep.model.format, "task": prep.task, "num_classes": prep.num_classes,
             "class_names": prep.class_names, "input_shape": list(prep.input_shape),
+            # user (--input-size) | model (declared by its file) | data (every image's size) | modality (preset)
+            "input_size_source": getattr(prep, "input_size_source", "modality"),
             "normalization": {"mean": prep.config.mean, "std": prep.config.std},
             "outputs": "probabilities" if probabilities else "logits",
         },

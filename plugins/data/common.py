@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from auditor import imaging
 from auditor.errors import InputError, UsageError
@@ -302,6 +303,13 @@ class FileDataset(Dataset):
         facts.update(self._facts)
         return facts
 
+    def native_size(self) -> tuple[int, int] | None:
+        """The size in every listed file's header (PIL reads headers without decoding);
+        None at the first file that differs or that PIL does not read (DICOM, TIFF)."""
+        if not hasattr(self, "_native_size"):
+            self._native_size = _shared_header_size([s.image for s in self.samples])
+        return self._native_size
+
     def load(self, indices: Sequence[int]) -> Batch:
         idx = check_indices(indices, len(self))
         size = input_size(self.options)
@@ -348,6 +356,21 @@ class FileDataset(Dataset):
         inside = (raw > 0).any(axis=2) if raw.ndim == 3 else raw > 0
         _check_same_size(inside.shape, native, sample.roi_name, sample.name)
         return imaging.resize_labels(inside.astype(np.uint8), size).astype(bool)
+
+
+def _shared_header_size(paths: Sequence[Path]) -> tuple[int, int] | None:
+    sizes: set[tuple[int, int]] = set()
+    for path in paths:
+        if path.suffix.lower() not in imaging.PIL_SUFFIXES:
+            return None
+        try:
+            with Image.open(path) as image:
+                sizes.add((int(image.height), int(image.width)))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            return None  # the audit's own decoding reports a bad file properly
+        if len(sizes) > 1:
+            return None
+    return sizes.pop() if sizes else None
 
 
 def _check_same_size(shape: tuple[int, ...], native: tuple[int, int], name: str, image_name: str) -> None:

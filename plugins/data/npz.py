@@ -281,6 +281,9 @@ class NpzDataset(Dataset):
             "seed": self.options.seed,
         }
 
+    def native_size(self) -> tuple[int, int] | None:
+        return int(self.images.shape[1]), int(self.images.shape[2])  # one array: one size
+
     def load(self, indices: Sequence[int]) -> Batch:
         idx = check_indices(indices, len(self))
         size = input_size(self.options)

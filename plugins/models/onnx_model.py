@@ -105,6 +105,19 @@ class OnnxLoader(ModelLoader):
             ) from None
         return module.to(options.device).eval()
 
+    def input_size(self, path: Path) -> tuple[int, int] | None:
+        """(H, W) of the first graph input when both are fixed numbers (not symbolic)."""
+        onnx, _, _ = _import_onnx2torch()
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initialisers = {init.name for init in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in initialisers]  # old exporters list weights as inputs
+        if not inputs:
+            return None
+        dims = inputs[0].type.tensor_type.shape.dim
+        if len(dims) != 4 or not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
+            return None
+        return int(dims[2].dim_value), int(dims[3].dim_value)
+
     def companion_files(self, path: Path) -> list[Path]:
         """The external-data files the model's tensors are stored in. ``onnx.load`` has
         already refused any that lies outside the model's folder or is a symbolic link."""
