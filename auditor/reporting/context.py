@@ -116,6 +116,19 @@ def most_effective(summary: dict[str, Any], rows: list[dict[str, Any]]) -> dict[
             "threat_model": row["threat_model"] if row else None, "basis": raw.get("basis")}
 
 
+def evidence_problems(results: dict[str, Any]) -> dict[str, Any]:
+    """What the cover must say before any number: validity checks that failed or warned
+    (the robustness numbers are then unreliable, and the recommendation is to fix the
+    evaluation), and clinical metrics left out because no class could be taken as the disease."""
+    items = [c for c in _list(_dict(results.get("checks")).get("items")) if isinstance(c, dict)]
+    failed = [str(c.get("name") or c.get("key")) for c in items if c.get("status") == "fail"]
+    warned = [str(c.get("name") or c.get("key")) for c in items if c.get("status") == "warn"]
+    clinical = _dict(results.get("clinical"))
+    return {"unreliable": bool(failed or warned), "failed": failed, "warned": warned,
+            "needs_positive_class": bool(clinical.get("needs_positive_class")),
+            "positive_note": clinical.get("note") if clinical.get("needs_positive_class") else None}
+
+
 def recommendation_level(summary: dict[str, Any], eps_list: list[float]) -> str:
     """Which recommendation wording applies, chosen from the engine's halving eps:
     'severe' (accuracy halves at the smallest audited budget), 'significant' (at a larger
@@ -301,6 +314,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
     worst = [w for w in _list(results.get("worst_case")) if isinstance(w, dict) and is_finite(w.get("eps_255"))]
     eps_list, rows = attack_table(results)
     classes = per_class_rows(results, worst) if task == "classification" else []
+    problems = evidence_problems(results)
     return {
         "r": results,
         "model": model, "data": data, "config": config, "summary": summary,
@@ -316,7 +330,9 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "scope": threat_scope(rows, results),
         "most_effective": most_effective(summary, rows),
         "impact": [i for i in _list(summary.get("class_impact")) if isinstance(i, dict)],
-        "recommendation": recommendation_level(summary, eps_list),
+        "problems": problems,
+        # checks that failed or warned outrank every robustness reading: fix the evaluation first
+        "recommendation": "fix-evaluation" if problems["unreliable"] else recommendation_level(summary, eps_list),
         "defenses": defense_recommendations(results, worst, rows),
         "measured_defenses": [d for d in _list(results.get("defenses")) if isinstance(d, dict)],
         "gallery": gallery(results),
