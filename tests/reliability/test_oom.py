@@ -153,7 +153,7 @@ def test_out_of_memory_elsewhere_says_what_to_lower(monkeypatch, tmp_path, tiny_
     def clean_pass(self):
         raise cuda_oom()
 
-    monkeypatch.setattr("auditor.engine.ClassificationAudit.clean_pass", clean_pass)
+    monkeypatch.setattr("auditor.engine.classification.ClassificationAudit.clean_pass", clean_pass)
     ctx = Ctx(tmp_path, tiny_models)
     outcome = invoke(ctx.ok())
     assert outcome.code == 4
