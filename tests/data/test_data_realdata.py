@@ -57,7 +57,9 @@ def test_breastmnist_flat_labels(registry: Registry, shared_data: Path) -> None:
 @pytest.mark.parametrize("name, shape", [("CT_small.dcm", (128, 128, 1)), ("MR_small.dcm", (64, 64, 1))])
 def test_single_dicoms(registry: Registry, shared_data: Path, tmp_path: Path, name: str, shape: tuple) -> None:
     pixels = imaging.read_image(shared_data / "singles" / name, name)
-    assert pixels.shape == shape and pixels.min() == 0.0 and pixels.max() == 1.0
+    # shown as a viewer shows it: a file's window maps to [0, 1] (tests/data/test_dicom_display.py),
+    # so a windowed image need not reach both ends
+    assert pixels.shape == shape and 0.0 <= pixels.min() < pixels.max() <= 1.0
     for cls in ("a", "b"):  # a class-folder set made of the shared DICOMs (copied to tmp only)
         (tmp_path / cls).mkdir()
         shutil.copy(shared_data / "singles" / name, tmp_path / cls / name)
