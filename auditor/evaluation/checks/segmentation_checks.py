@@ -379,6 +379,10 @@ def check_units(audit: Any, samples: int) -> float:
     """Planned work of the checks (images x forward+backward passes), for the audit's ETA:
     gradients 2, logits and determinism 4 forwards, the large-eps PGD, twice the audit's
     PGD steps, noise draws, and possibly a PGD and an FGSM the audit did not run."""
-    n = min(audit.n, SEG_DEFAULT_SAMPLES, max(int(samples), 0))
     steps = int(audit.prep.params.get(f"seg-pgd-{ATTACK_LOSS}", {}).get("steps") or 10)
-    return n * (2 + (4 + SEG_NOISE_DRAWS) / 3 + LARGE_EPS_STEPS + 2 * steps)
+    return planned_check_units(audit.n, samples, steps)
+
+
+def planned_check_units(images: int, samples: int, pgd_steps: int) -> float:
+    n = min(images, SEG_DEFAULT_SAMPLES, max(int(samples), 0))
+    return n * (2 + (4 + SEG_NOISE_DRAWS) / 3 + LARGE_EPS_STEPS + 2 * pgd_steps)
