@@ -27,7 +27,6 @@ cumulative, so checks 4, 5 and 8 run PGD and FGSM *independently* on the subsamp
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from auditor.evaluation.checks.attack_checks import AttackChecks
@@ -49,19 +48,9 @@ class ValidityChecks(ModelChecks, AttackChecks):
                   ("large-eps", self.check_large_eps), ("convergence", self.check_convergence),
                   ("noise", self.check_noise), ("class-count", self.check_class_count),
                   ("degenerate", self.check_degenerate)]
-        before = self.audit.counter.snapshot()
-        t0 = time.perf_counter()
-        items = []
-        for i, (key, check) in enumerate(checks, 1):
-            items.append(self._timed(i, key, check))
-            if progress is not None:
-                progress.advance(1)
-        passes = self.audit.counter.since(before)
-        return summarise_checks(items, {
-            "time_s": time.perf_counter() - t0, "forward_samples": passes["forward_samples"],
-            "backward_samples": passes["backward_samples"],
-        }, subsample={"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
-                      "indices": [int(i) for i in self.sub], "seed": self.config.seed})
+        return self.run_items([(i, key, check) for i, (key, check) in enumerate(checks, 1)], progress,
+                              {"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
+                               "indices": [int(i) for i in self.sub], "seed": self.config.seed})
 
 
 def run_checks(audit: Any, results: dict[str, Any], samples: int = DEFAULT_SAMPLES,
