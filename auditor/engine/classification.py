@@ -34,6 +34,7 @@ from auditor.steps import attack_chunk, merge_details, query_block, step_seed
 from auditor.engine.summary import summarise
 from auditor.errors import InputError
 from auditor.evaluation.checks import run_checks, skipped_checks
+from auditor.evaluation.checks.base import CONVERGENCE_RESTARTS, LARGE_EPS_STEPS, NOISE_DRAWS
 from auditor.evaluation.clinical import clinical_metrics, resolve_positive_class, run_targeted
 from auditor.evaluation.defense_audit import defense_results
 from auditor.evaluation.defenses import attack_surface
@@ -339,6 +340,26 @@ class ClassificationAudit(AuditSkeleton):
     def end_eps(self, eps_255: float) -> None:
         if self.config.mode == "cascade":
             self.broken_before = self.broken_now
+
+    def finish_units(self) -> float:
+        """Planned work after the steps, for the whole-audit ETA (images x forward+backward
+        passes): the checks on their subsample (PGD at every eps, twice the steps with
+        restarts, the 64/255 PGD, FGSM, noise draws as forwards) and the targeted attacks
+        in both clinical directions at every eps on every image."""
+        pgd = self.prep.params.get("pgd") or {}
+        steps = int(pgd.get("steps") or 10)
+        starts = max(int(pgd.get("restarts") or 0), 1)
+        eps_count = len(self.prep.eps_255)
+        units = 0.0
+        if self.config.checks:
+            samples = min(self.n, max(int(self.config.check_samples), 0))
+            per_image = (steps * starts * eps_count + 2 * steps * CONVERGENCE_RESTARTS + LARGE_EPS_STEPS
+                         + eps_count + NOISE_DRAWS / 3)
+            units += samples * per_image
+        positive = getattr(self, "positive", None) or {}
+        if positive.get("index") is not None:
+            units += self.n * (steps + 1) * starts * eps_count
+        return units
 
     def finish(self, results: dict[str, Any]) -> None:
         out, config = Path(self.config.out), self.config
