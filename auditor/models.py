@@ -106,6 +106,7 @@ class LoadedModel:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     input_size: tuple[int, int] | None = None  # (H, W) the file declares (ModelLoader.input_size)
+    details: dict[str, Any] | None = None  # loader facts for results.json (e.g. Keras version)
 
 
 def open_model(
@@ -143,6 +144,7 @@ def open_model(
         mean=tuple(mean) if mean is not None else None,
         std=tuple(std) if std is not None else None,
         input_size=getattr(loader, "input_size", lambda _: None)(path),
+        details=getattr(loader, "details", lambda _: None)(path),
     )
 
 

@@ -51,6 +51,8 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
             "input_size_source": getattr(prep, "input_size_source", "modality"),
             "normalization": {"mean": prep.config.mean, "std": prep.config.std},
             "outputs": "probabilities" if probabilities else "logits",
+            # loader facts (Keras: version, backend, output activation audited without)
+            "loader_details": getattr(prep.model, "details", None),
         },
         "data": data_desc,
         "modality": {

@@ -11,6 +11,7 @@ from typing import Callable
 from auditor.hookspecs import hookimpl
 from auditor.interfaces import ModelLoader
 from plugins.models.exported import ExportLoader
+from plugins.models.keras_model import KerasLoader
 from plugins.models.onnx_model import OnnxLoader
 from plugins.models.pickled import PickleLoader
 from plugins.models.state_dict import StateDictLoader
@@ -20,6 +21,7 @@ LOADERS: tuple[type[ModelLoader], ...] = (
     TorchScriptLoader,
     ExportLoader,
     OnnxLoader,
+    KerasLoader,
     StateDictLoader,
     PickleLoader,
 )

@@ -20,10 +20,10 @@ def _logits(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
-def test_registers_five_loaders_torchscript_first(registry):
-    assert registry.names("model_loaders") == ["torchscript", "export", "onnx", "state-dict", "pickle"]
+def test_registers_six_loaders_torchscript_first(registry):
+    assert registry.names("model_loaders") == ["torchscript", "export", "onnx", "keras", "state-dict", "pickle"]
     assert [registry.get("model_loaders", n).executes_code for n in registry.names("model_loaders")] == [
-        False, False, False, False, True,
+        False, False, False, False, False, True,
     ]
 
 
@@ -175,8 +175,8 @@ def test_format_flag_overrides_detection(registry, model, tmp_path):
     torch.save(model.state_dict(), path)
     with pytest.raises(InputError, match="cannot load .*weights.pt as TorchScript"):
         open_model(registry, path, format="torchscript")
-    with pytest.raises(UsageError, match="unknown model format 'keras'.*torchscript"):
-        open_model(registry, path, format="keras")
+    with pytest.raises(UsageError, match="unknown model format 'savedmodel'.*torchscript"):
+        open_model(registry, path, format="savedmodel")
 
 
 def test_missing_and_unknown_files(registry, tmp_path):
@@ -184,7 +184,7 @@ def test_missing_and_unknown_files(registry, tmp_path):
         detect_format(registry, tmp_path / "nope.pt")
     odd = tmp_path / "model.h5"
     odd.write_bytes(b"\x89HDF\r\n")
-    with pytest.raises(InputError, match=r"cannot tell the model format of .*model\.h5; pass --format \(known: torchscript, export, onnx, state-dict, pickle\)"):
+    with pytest.raises(InputError, match=r"cannot tell the model format of .*model\.h5; pass --format \(known: torchscript, export, onnx, keras, state-dict, pickle\)"):
         detect_format(registry, odd)
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"garbage")
