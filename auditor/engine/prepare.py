@@ -57,7 +57,8 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
             registry, config.model, format=config.model_format, arch=config.arch,
             trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
         )
-    channels = config.channels or infer_input_channels(model.module) or modality.channels
+    declared_channels = (model.details or {}).get("input_channels")  # e.g. a Keras (N, H, W, C) input
+    channels = config.channels or declared_channels or infer_input_channels(model.module) or modality.channels
     input_size, input_size_source = _input_size(config, registry, model, modality, channels)
     input_shape = (channels, input_size[0], input_size[1])
     probe = probe_model(model.module, input_shape, device)
@@ -106,7 +107,11 @@ def _input_size(config: AuditConfig, registry: Registry, model: Any, modality: A
     data shares; only then the modality preset. Resizing a 28x28 data set to the preset's
     64x64 for a model trained at 28x28 would silently audit a model that classifies nothing."""
     if config.input_size:
-        return (int(config.input_size[0]), int(config.input_size[1])), "user"
+        asked = (int(config.input_size[0]), int(config.input_size[1]))
+        if model.input_size and tuple(model.input_size) != asked:
+            raise UsageError(f"--input-size {asked[0]}x{asked[1]} conflicts with the {model.input_size[0]}x"
+                             f"{model.input_size[1]} input the model file declares; drop --input-size")
+        return asked, "user"
     if model.input_size:
         return (int(model.input_size[0]), int(model.input_size[1])), "model"
     options = DataOptions(

@@ -117,6 +117,8 @@ class KerasLoader(ModelLoader):
             "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
             "output_activation_removed": removed, "declared_input_shape": list(shape) or None,
         }
+        if len(shape) == 4 and isinstance(shape[3], int):  # channels-last: (N, H, W, C)
+            self._facts[path]["input_channels"] = int(shape[3])
         return KerasAdapter(model).to(options.device).eval()
 
     def details(self, path: Path) -> dict[str, Any]:

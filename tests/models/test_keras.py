@@ -121,3 +121,28 @@ def test_legacy_h5_full_model_loads(registry, tmp_path):
     with torch.no_grad():
         probs = torch.softmax(loaded.module(x), 1).numpy()
     np.testing.assert_allclose(probs, original.predict(x.permute(0, 2, 3, 1).numpy(), verbose=0), atol=1e-5)
+
+
+def test_declared_shape_sets_channels_and_a_conflicting_input_size_is_a_usage_error(tmp_path):
+    from PIL import Image
+
+    inputs = keras.Input((12, 12, 1))
+    hidden = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inputs))
+    keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid")(hidden)).save(tmp_path / "gray.keras")
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(data / label / f"{i}.png")
+    args = ["run", str(tmp_path / "gray.keras"), "--data", str(data), "--budget", "quick", "--attacks", "fgsm",
+            "--eps", "8", "--skip-checks", "--report-format", "none", "--quiet"]
+    clash = CliRunner().invoke(app, args + ["--out", str(tmp_path / "a"), "--input-size", "16"])
+    assert clash.exit_code == 2 and "16x16" in clash.output and "12x12" in clash.output, clash.output
+    ok = CliRunner().invoke(app, args + ["--out", str(tmp_path / "b")])
+    assert ok.exit_code == 0, ok.output
+    from auditor.results import read_results
+
+    model = read_results(tmp_path / "b")["model"]
+    assert model["input_shape"] == [1, 12, 12] and model["input_size_source"] == "model"
+    assert model["loader_details"]["output_activation_removed"] == "sigmoid"
