@@ -550,12 +550,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not (args.data / "labels.csv").is_file():
-        print(f"no ISIC data at {args.data}: give --data PATH/isic2017", file=sys.stderr)
+    ready = workload.model_for(args, log=log)
+    if ready is None:
         return 2
-    model, facts = workload.train_or_load(args.data, args.epochs, args.seed, log=log)
+    model, facts = ready
     log(f"model ready: {json.dumps({k: v for k, v in facts.items() if k != 'held_out_train'})}")
     peers: dict[str, Peer] = {}
     res: dict[str, dict[str, Any]] = {}

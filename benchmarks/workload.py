@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def train_or_load(data: Path, epochs: int = 1, seed: int = 0, log=print) -> tupl
     torch.save(model.state_dict(), WEIGHTS)
     FACTS.write_text(json.dumps(facts, indent=1))
     return model.eval(), facts
+
+
+def model_for(args, log=print) -> tuple[torch.nn.Module, dict] | None:
+    """What every benchmark starts with: ``--threads`` applied, the data found (None, with a
+    message, when it is not) and the cached model loaded or trained."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not (args.data / "labels.csv").is_file():
+        print(f"no ISIC data at {args.data}: give --data PATH/isic2017", file=sys.stderr)
+        return None
+    return train_or_load(args.data, args.epochs, args.seed, log=log)
 
 
 def write_audit_set(data: Path, facts: dict, n: int, seed: int, folder: Path) -> Path:

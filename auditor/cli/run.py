@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,6 +14,7 @@ from auditor.cli.common import RichProgress, err_console, handle_errors, printab
 from auditor.cli.headline import print_headline
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
+from auditor.engine.record import record_rendering
 from auditor.errors import EXIT_GATE_FAILED, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
 from auditor.metadata import load_metadata
@@ -67,8 +69,10 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
     with locked_out_dir(Path(config.out), progress.note), stdout_to_stderr():
         with model_timeout(config.model_timeout):
             results = run_audit(config, registry, progress=progress, command=command)
+        rendering_started = time.perf_counter()
         written = render_reports(results, config.out, config.formats, registry, progress=progress,
                                  template_dirs=list(template_dirs or []))
+        record_rendering(results, Path(config.out), time.perf_counter() - rendering_started, config.formats)
     if config.junit and results.get("gates"):
         written.append(Path(config.junit))
     if not quiet:  # on stderr, so stdout stays the --json answer alone

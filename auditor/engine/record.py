@@ -17,7 +17,7 @@ from auditor import __version__
 from auditor.accounting import PassTimer
 from auditor.errors import UsageError
 from auditor.progress import Progress
-from auditor.results import SCHEMA_VERSION, read_results
+from auditor.results import RESULTS_FILE, SCHEMA_VERSION, read_results, write_results
 from auditor.sandbox import environment_fact as sandbox_fact
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ def results_header(prep: "Prepared", command: str | None, cfg_hash: str, n: int)
             "class_names": prep.class_names, "input_shape": list(prep.input_shape),
             # user (--input-size) | model (declared by its file) | data (every image's size) | modality (preset)
             "input_size_source": getattr(prep, "input_size_source", "modality"),
-            "normalization": {"mean": prep.config.mean, "std": prep.config.std},
+            "normalization": {"mean": prep.config.mean, "std": prep.config.std,
+                              "preset": getattr(prep.config, "preprocess", None)},
             "outputs": "probabilities" if probabilities else "logits",
             # loader facts (Keras: version, backend, output activation audited without)
             "loader_details": getattr(prep.model, "details", None),
@@ -134,3 +135,68 @@ def environment(device: torch.device) -> dict[str, Any]:
         env["gpu"] = torch.cuda.get_device_name(device)
     env.update(sandbox_fact())  # how the model was confined (auditor.sandbox)
     return env
+
+
+def _row(phase: str, seconds: Any, **extra: Any) -> dict[str, Any]:
+    return {"phase": phase, **extra, "s": float(seconds or 0.0)}
+
+
+def time_breakdown(results: dict[str, Any], wall_s: float, clean_s: float,
+                   resumed: set[tuple[str, float]] | frozenset = frozenset()) -> dict[str, Any]:
+    """Where the audit's wall time went, one row per phase, gathered from the seconds each
+    block already records (an attack entry's ``time_s``, a check's ``cost``, the targeted,
+    defense and detector blocks) rather than timed twice. A step restored by ``--resume``
+    ran in an earlier process: its row says so and counts 0 s here. What no row names (data
+    loading between steps, writes of results.json, bookkeeping) is the ``other`` row, so
+    the rows sum to the wall time."""
+    rows = [_row("clean pass", clean_s)]
+    for entry in results.get("attacks") or []:
+        key = (entry["attack"], float(entry["eps_255"]))
+        rows.append(_row("attack", 0.0 if key in resumed else entry.get("time_s"), attack=entry["attack"],
+                         eps_255=entry["eps_255"], resumed=key in resumed))
+    for item in (results.get("checks") or {}).get("items") or []:
+        rows.append(_row("check", (item.get("cost") or {}).get("time_s"), check=item["key"]))
+    if results.get("targeted"):
+        rows.append(_row("clinical targeted attacks", results["targeted"].get("time_s")))
+    defense = results.get("defense") or {}
+    if defense.get("transfer_pass"):
+        rows.append(_row("defense (non-adaptive pass)", defense["transfer_pass"].get("time_s")))
+    if results.get("detection"):
+        rows.append(_row("detector", results["detection"].get("time_s")))
+    named = sum(r["s"] for r in rows)
+    rows.append(_row("other (data loading, writes, bookkeeping)", max(wall_s - named, 0.0)))
+    for r in rows:
+        r["share"] = r["s"] / wall_s if wall_s > 0 else None
+    return {"breakdown": rows, "wall_s": wall_s, "named_s": named}
+
+
+def breakdown_table(timing: dict[str, Any]) -> list[str]:
+    """The breakdown as aligned text lines, for the terminal and the benchmark."""
+    lines = [f"{'phase':<44} {'seconds':>9} {'share':>7}"]
+    for r in timing.get("breakdown") or []:
+        label = r["phase"]
+        if "attack" in r:
+            label += f" {r['attack']} eps {r['eps_255']:g}" + (" (resumed)" if r.get("resumed") else "")
+        elif "check" in r:
+            label += f" {r['check']}"
+        share = f"{100 * r['share']:6.1f}%" if r.get("share") is not None else "      -"
+        lines.append(f"{label:<44} {r['s']:9.2f} {share}")
+    lines.append(f"{'audit wall time':<44} {timing.get('wall_s', 0.0):9.2f}")
+    rendering = timing.get("rendering")
+    if rendering:
+        lines.append(f"{'report rendering (' + ', '.join(rendering['formats']) + ', after the audit)':<44} "
+                     f"{rendering['s']:9.2f}")
+    return lines
+
+
+def record_rendering(results: dict[str, Any], out: Path, seconds: float, formats: list[str]) -> None:
+    """The reports' rendering time, added to a finished audit's ``results.json`` after they
+    are written (reports render ``results`` as it was, and carry no digest of the file, so
+    rewriting its volatile ``timing`` block changes nothing they say). Outside the audit's
+    wall time: the breakdown's shares stay shares of the audit."""
+    timing = results.get("timing")
+    if results.get("status") != "complete" or not isinstance(timing, dict) or not formats:
+        return
+    timing["rendering"] = {"s": seconds, "formats": list(formats)}
+    if (out / RESULTS_FILE).is_file():
+        write_results(out, results)

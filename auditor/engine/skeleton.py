@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from auditor.accounting import CountingModel, PassCounter
 from auditor.config import config_hash
 from auditor.engine.cache import SampleCache
 from auditor.engine.prepare import Prepared
-from auditor.engine.record import plugin_provenance, resume_state
+from auditor.engine.record import plugin_provenance, resume_state, time_breakdown
 from auditor.interfaces import AttackContext
 from auditor.progress import Progress
 from auditor.results import write_results
@@ -115,8 +116,10 @@ class AuditSkeleton:
         return self.n * CLEAN_PASS_UNITS + steps + self.finish_units()
 
     def _planned_run(self, results: dict[str, Any], done: dict[Any, dict[str, Any]], out: Path) -> None:
+        t0 = time.perf_counter()
         with self.progress.share(self.n * CLEAN_PASS_UNITS):
             self.begin(results)
+        self.clean_s = time.perf_counter() - t0
         write_results(out, results)
         entries: list[dict[str, Any]] = []
         for eps_255 in self.prep.eps_255:
@@ -141,6 +144,7 @@ class AuditSkeleton:
         prep, config = self.prep, self.config
         out = Path(config.out)
         cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+        started = time.perf_counter()
         self.before()
         results = self.base_results(cfg_hash)
         done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
@@ -149,5 +153,8 @@ class AuditSkeleton:
         provenance = plugin_provenance(prep)
         if provenance and provenance != results.get("provenance", {}).get("plugins"):
             results.setdefault("provenance", {})["plugins"] = provenance  # the checks and clinical attacks used more
-            write_results(out, results)
+        # after the last write of the finish hook, so the wall time covers it
+        wall_s = time.perf_counter() - started
+        results.setdefault("timing", {}).update(time_breakdown(results, wall_s, self.clean_s, set(done)))
+        write_results(out, results)
         return results
