@@ -125,6 +125,7 @@ class AuditConfig:
     trust_model: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
+    preprocess: str | None = None  # --preprocess preset that set mean/std (auditor.models.PREPROCESS_PRESETS)
     data_format: str | None = None
     split: str | None = None
     classes: list[str] | None = None

@@ -95,6 +95,23 @@ class NormalizedModel(torch.nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
+# --preprocess: a framework's input convention as the (mean, std) NormalizedModel applies to
+# [0, 1] images, so attacks and eps stay in units of the stored image.
+PREPROCESS_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "tf": ((0.5,), (0.5,)),  # Keras applications' "tf" mode: x * 2 - 1, in [-1, 1]
+    "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet mean/std
+    "raw255": ((0.0,), (1.0 / 255.0,)),  # plain 0-255 pixel values
+}
+
+
+def preprocess_normalization(name: str) -> tuple[list[float], list[float]]:
+    """(mean, std) of a ``--preprocess`` preset."""
+    if name not in PREPROCESS_PRESETS:
+        raise UsageError(f"--preprocess: unknown preset '{name}' (known: {', '.join(PREPROCESS_PRESETS)})")
+    mean, std = PREPROCESS_PRESETS[name]
+    return list(mean), list(std)
+
+
 @dataclass
 class LoadedModel:
     module: torch.nn.Module  # eval mode, on the device, parameters frozen

@@ -18,6 +18,7 @@ from auditor.engine.record import record_rendering
 from auditor.errors import EXIT_GATE_FAILED, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
 from auditor.metadata import load_metadata
+from auditor.models import preprocess_normalization
 from auditor.out_lock import refuse_existing_audit
 from auditor.registry import get_registry
 
@@ -104,6 +105,7 @@ def run(
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow loading a whole pickled nn.Module. This EXECUTES CODE from the model file: use only for files from authors you trust.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406; medaudit wraps the model so attacks work in [0,1].")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
+    preprocess: Annotated[Optional[str], typer.Option(help="The model's input convention instead of --mean/--std: tf (x*2-1), torch (ImageNet mean/std), raw255 (0-255).")] = None,
     data_format: Annotated[Optional[str], typer.Option(help="Data layout, overriding detection: folder, csv, npz, seg-folders, ...")] = None,
     follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Read data files (in --data and --detector-fit) whose real path, through a symbolic link or '..', lies outside the data folder; refused by default.")] = False,
     split: Annotated[Optional[str], typer.Option(help="Split to audit (CSV split column, MedMNIST train/val/test).")] = None,
@@ -149,6 +151,10 @@ def run(
         registry.get("reporters", fmt)
     if (mean is None) != (std is None):
         raise UsageError("--mean and --std go together")
+    if preprocess is not None and mean is not None:
+        raise UsageError("--preprocess sets the mean and std: give it or --mean/--std, not both")
+    mean_std = (preprocess_normalization(preprocess) if preprocess
+                else (parse_floats(mean, "--mean"), parse_floats(std, "--std")))
     if task is not None and task not in ("classification", "segmentation"):
         raise UsageError(f"--task: '{task}' is not classification or segmentation")
     if not model.exists():
@@ -180,7 +186,7 @@ def run(
             raise UsageError(f"--template-dir: {folder} is not a folder")
     config = AuditConfig(
         model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
-        mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), data_format=data_format,
+        mean=mean_std[0], std=mean_std[1], preprocess=preprocess, data_format=data_format,
         split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
         channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
         attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from auditor.cli import app
 from auditor.errors import InputError
 from auditor.interfaces import ModelOptions
-from auditor.models import open_model
+from auditor.models import PREPROCESS_PRESETS, open_model, preprocess_normalization
 
 keras_model = pytest.importorskip("plugins.models.keras_model")
 try:
@@ -105,11 +105,39 @@ def test_keras_audit_end_to_end(demo_inputs, tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, [
         "run", str(path), "--data", str(data), "--out", str(out), "--budget", "quick", "--attacks", "fgsm",
-        "--eps", "8", "--skip-checks", "--report-format", "html", "--quiet"])
+        "--eps", "8", "--skip-checks", "--report-format", "html", "--quiet", "--preprocess", "tf"])
     assert result.exit_code == 0, result.output
     model = read_results(out)["model"]
     assert model["format"] == "keras" and model["input_size_source"] == "model" and model["outputs"] == "logits"
     assert model["loader_details"]["output_activation_removed"] == "softmax"
+    assert model["normalization"] == {"mean": [0.5], "std": [0.5], "preset": "tf"}
+    html = (out / "report.html").read_text()
+    assert "--preprocess tf" in html and f"Keras {keras.__version__}, torch backend" in html
+    assert "the model ends in a softmax" in html
+
+
+@pytest.mark.parametrize("preset", sorted(PREPROCESS_PRESETS))
+def test_preprocess_presets_feed_the_model_its_convention(registry, tmp_path, preset):
+    path, original = _tiny(tmp_path)
+    mean, std = preprocess_normalization(preset)
+    loaded = open_model(registry, path, mean=mean, std=std)
+    x = torch.rand(2, 3, 16, 16)
+    expected = {"tf": x * 2 - 1, "raw255": x * 255,
+                "torch": (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)}[preset]
+    with torch.no_grad():
+        probs = torch.softmax(loaded.module(x), 1).numpy()
+    np.testing.assert_allclose(probs, original.predict(expected.permute(0, 2, 3, 1).numpy(), verbose=0),
+                               atol=1e-4)
+
+
+def test_preprocess_and_mean_together_is_a_usage_error(tmp_path):
+    path, _ = _tiny(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(path), "--data", str(tmp_path), "--preprocess", "tf",
+                                      "--mean", "0.5", "--std", "0.5"])
+    assert result.exit_code == 2 and "--preprocess" in result.output
+    unknown = CliRunner().invoke(app, ["run", str(path), "--data", str(tmp_path), "--preprocess", "caffe"])
+    assert unknown.exit_code == 2 and "unknown preset 'caffe'" in unknown.output
 
 
 def test_legacy_h5_full_model_loads(registry, tmp_path):
