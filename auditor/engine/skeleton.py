@@ -11,6 +11,7 @@ after the last step (checks, clinical metrics, gates). In the manner of MONAI's
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 import sys
 import time
 from datetime import datetime, timezone
@@ -46,7 +47,7 @@ def attack_units(attack: Any, params: dict[str, Any]) -> float:
     return float(getattr(attack, "cost", 1) or 1)
 
 
-class AuditSkeleton:
+class AuditSkeleton(ABC):
     """Runs one prepared audit; subclasses fill in the task's hooks."""
 
     def __init__(self, prep: Prepared, progress: Progress | None, command: str | None, module: torch.nn.Module,
@@ -75,19 +76,20 @@ class AuditSkeleton:
     def before(self) -> None:
         """Fail fast on anything the configuration gets wrong, before the clean pass."""
 
+    @abstractmethod
     def base_results(self, cfg_hash: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The task's results.json before the clean pass (header, config, empty blocks)."""
 
+    @abstractmethod
     def begin(self, results: dict[str, Any]) -> None:
         """The clean pass and whatever the steps need from it, into ``results``."""
-        raise NotImplementedError
 
     def start_eps(self, eps_255: float) -> None:
         """Called before the first step at ``eps_255``."""
 
+    @abstractmethod
     def step(self, attack: Any, eps_255: float) -> dict[str, Any]:
         """One attack at one eps: the results entry."""
-        raise NotImplementedError
 
     def record(self, entry: dict[str, Any]) -> None:
         """A finished (or resumed) step's entry, before it is written."""
@@ -95,12 +97,13 @@ class AuditSkeleton:
     def end_eps(self, eps_255: float) -> None:
         """Called after the last step at ``eps_255``."""
 
+    @abstractmethod
     def worst_case(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Per eps, the worst case per sample over every entry at that eps or a smaller one."""
 
+    @abstractmethod
     def finish(self, results: dict[str, Any]) -> None:
         """Everything after the last step, down to ``status: complete`` and its write."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------ planned work
     def step_units(self, attack: Any) -> float:
