@@ -97,6 +97,7 @@ def checked_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype, int
                 offset = handle.tell()
     except (ValueError, EOFError, SyntaxError) as exc:  # bad magic or header: not an .npy array
         raise InputError(f"'{key}' in '{path.name}' is not a NumPy .npy array ({exc}); re-save it with numpy") from None
+    # zipfile raises NotImplementedError for a compression method it cannot decode
     except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError, KeyError) as exc:
         raise InputError(f"'{key}' in '{path.name}' cannot be read ({exc}); re-download or re-save it") from None
     if dtype.hasobject:

@@ -37,6 +37,27 @@ def check_result(check_id: int, key: str, name: str, status: str, message: str,
             "numbers": numbers or {}, **extra}
 
 
+def gradient_verdict(name: str, n: int, zero: dict[str, int], nonfinite: int, numbers: dict[str, Any], *,
+                     unit: str, masked_by: str, finds: str, warn_hint: str, passed: str) -> dict[str, Any]:
+    """Check 2's rule for any task: fail on a NaN/Inf gradient or when more than
+    GRADIENT_FAIL_FRACTION of the ``unit`` have a zero gradient for some loss, warn on any zero.
+    ``zero`` counts zero gradients per loss label, in the order the message names them."""
+    counts = ", ".join(f"{label} {k}" for label, k in zero.items())
+    threshold = (f"fail when any gradient is NaN/Inf or more than {GRADIENT_FAIL_FRACTION:.0%} of {unit} have a "
+                 "zero gradient; warn on any zero gradient")
+    worst = max(zero.values())
+    if nonfinite or worst > GRADIENT_FAIL_FRACTION * n:
+        what = f"{nonfinite} NaN/Inf" if nonfinite else f"{worst} of {n} zero"
+        return check_result(2, "gradients", name, "fail",
+                            f"{what} input gradients ({counts}): gradients are masked ({masked_by}), so gradient "
+                            f"attacks cannot find adversarial {finds} that exist", numbers, threshold=threshold)
+    if worst:
+        return check_result(2, "gradients", name, "warn",
+                            f"{worst} of {n} {unit} have a zero input gradient ({counts}){warn_hint}", numbers,
+                            threshold=threshold)
+    return check_result(2, "gradients", name, "pass", passed, numbers, threshold=threshold)
+
+
 def tolerance_samples(n: int, fraction: float, minimum: int) -> int:
     """The larger of ``minimum`` samples and ``fraction`` of ``n``: small subsamples are noisy."""
     return max(minimum, int(np.floor(fraction * n)))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from auditor.evaluation.checks.base import (DETERMINISM_REPEATS, DETERMINISM_RTOL, DEFAULT_SAMPLES,
-                                           GRADIENT_FAIL_FRACTION, CheckBase, check_result)
+                                           CheckBase, check_result, gradient_verdict)
 from auditor.evaluation.checks.pure import check_degenerate
 from auditor.numerics import margin_loss
 
@@ -73,23 +73,11 @@ class ModelChecks(CheckBase):
         numbers = {"n": n, "zero_ce": zero_ce, "zero_margin": zero_margin, "nonfinite": nonfinite,
                    "zero_ce_fraction": zero_ce / n, "zero_margin_fraction": zero_margin / n,
                    "mean_abs_gradient_median": float(np.median(norms)) if norms else None}
-        threshold = (f"fail when any gradient is NaN/Inf or more than {GRADIENT_FAIL_FRACTION:.0%} of samples have a "
-                     "zero gradient; warn on any zero gradient")
-        worst = max(zero_ce, zero_margin)
-        if nonfinite or worst > GRADIENT_FAIL_FRACTION * n:
-            what = f"{nonfinite} NaN/Inf" if nonfinite else f"{worst} of {n} zero"
-            return check_result(2, "gradients", name, "fail",
-                                f"{what} input gradients (cross-entropy {zero_ce}, margin {zero_margin}): gradients "
-                                "are masked (e.g. quantisation or a non-differentiable step), so gradient attacks "
-                                "cannot find adversarial examples that exist", numbers, threshold=threshold)
-        if worst:
-            return check_result(2, "gradients", name, "warn",
-                                f"{worst} of {n} samples have a zero input gradient (cross-entropy {zero_ce}, "
-                                f"margin {zero_margin}): saturated or masked there; margin-loss attacks help", numbers,
-                                threshold=threshold)
-        return check_result(2, "gradients", name, "pass",
-                            f"all {n} samples have finite, non-zero gradients of the cross-entropy and margin losses",
-                            numbers, threshold=threshold)
+        return gradient_verdict(
+            name, n, {"cross-entropy": zero_ce, "margin": zero_margin}, nonfinite, numbers, unit="samples",
+            masked_by="e.g. quantisation or a non-differentiable step", finds="examples",
+            warn_hint=": saturated or masked there; margin-loss attacks help",
+            passed=f"all {n} samples have finite, non-zero gradients of the cross-entropy and margin losses")
 
     def check_determinism(self) -> dict[str, Any]:
         name = "Repeated forward passes agree"

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from auditor.evaluation.checks.base import (DETERMINISM_REPEATS, DETERMINISM_RTOL, GRADIENT_FAIL_FRACTION,
-                                           LARGE_EPS_255, NOISE_RATIO, CheckBase, check_result, seeded_subset,
+from auditor.evaluation.checks.base import (DETERMINISM_REPEATS, DETERMINISM_RTOL, LARGE_EPS_255, NOISE_RATIO,
+                                           CheckBase, check_result, gradient_verdict, seeded_subset,
                                            summarise_checks)
 from auditor.numerics import IGNORE_INDEX, objective_gradient, project
 from auditor.steps import attack_chunk
@@ -170,24 +170,12 @@ class SegmentationChecks(CheckBase):
                 if loss == "bce":
                     norms.extend(flat[finite].abs().mean(1).double().cpu().tolist())
         n = len(self.sub)
-        worst = max(zero.values())
         numbers = {"n": n, "zero_bce": zero["bce"], "zero_dice": zero["dice"], "nonfinite": nonfinite,
                    "mean_abs_gradient_median": float(np.median(norms)) if norms else None}
-        threshold = (f"fail when any gradient is NaN/Inf or more than {GRADIENT_FAIL_FRACTION:.0%} of images have a "
-                     "zero gradient; warn on any zero gradient")
-        if nonfinite or worst > GRADIENT_FAIL_FRACTION * n:
-            what = f"{nonfinite} NaN/Inf" if nonfinite else f"{worst} of {n} zero"
-            return check_result(2, "gradients", name, "fail",
-                                f"{what} input gradients (BCE {zero['bce']}, Dice {zero['dice']}): gradients are "
-                                "masked (e.g. quantisation or a hard threshold inside the model), so gradient "
-                                "attacks cannot find adversarial masks that exist", numbers, threshold=threshold)
-        if worst:
-            return check_result(2, "gradients", name, "warn",
-                                f"{worst} of {n} images have a zero input gradient (BCE {zero['bce']}, Dice "
-                                f"{zero['dice']})", numbers, threshold=threshold)
-        return check_result(2, "gradients", name, "pass",
-                            f"all {n} images have finite, non-zero gradients of the BCE and Dice objectives",
-                            numbers, threshold=threshold)
+        return gradient_verdict(
+            name, n, {"BCE": zero["bce"], "Dice": zero["dice"]}, nonfinite, numbers, unit="images",
+            masked_by="e.g. quantisation or a hard threshold inside the model", finds="masks", warn_hint="",
+            passed=f"all {n} images have finite, non-zero gradients of the BCE and Dice objectives")
 
     def check_determinism(self) -> dict[str, Any]:
         name = "Repeated forward passes agree"
