@@ -180,6 +180,11 @@ class Attack(ABC):
     name: ClassVar[str]
     title: ClassVar[str] = ""
     threat_model: ClassVar[str] = "white-box"  # or "black-box"
+    # what the attack needs from the model: "gradients" (white-box), "scores" (the output
+    # logits/probabilities only, e.g. Square, ZOO) or "labels" (the predicted class only,
+    # e.g. HopSkipJump). A query-only target (a model behind an inference service) allows
+    # "scores" and/or "labels" attacks; the engine skips the rest and says why.
+    access: ClassVar[str] = "gradients"
     norm: ClassVar[str] = "linf"
     cost: ClassVar[int] = 50  # cheap attacks run first in the cascade
     tasks: ClassVar[tuple[str, ...]] = ("classification",)

@@ -57,6 +57,7 @@ class SegSquare(Attack):
     name = "seg-square"
     title = "Square Attack (segmentation BCE loss)"
     threat_model = "black-box"
+    access = "scores"
     cost = 70
     tasks = ("segmentation",)
     backends = ("native",)

@@ -82,6 +82,7 @@ class Square(Attack):
     name = "square"
     title = "Square Attack"
     threat_model = "black-box"
+    access = "scores"
     cost = 70
     default_battery = True
     backends = ("native", "art")

@@ -91,6 +91,7 @@ class ZOO(Attack):
     name = "zoo"
     title = "ZOO"
     threat_model = "black-box"
+    access = "scores"
     cost = 80
     default_battery = True
     backends = ("native", "art")
