@@ -158,6 +158,7 @@ class AuditConfig:
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
     follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
     model_timeout: float | None = 600.0  # seconds one model call may take (auditor.deadline); None/0: no limit
+    max_time: float | None = None  # --max-time: stop at a step boundary after this many seconds (auditor.stopping)
     extra: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata: device, intended use, owner (auditor.metadata)
 
@@ -165,7 +166,7 @@ class AuditConfig:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
         for key in ("out", "formats", "resume", "device", "fail_under", "junit", "model_timeout",
-                    "follow_symlinks", "metadata"):  # metadata names the device; it changes no number
+                    "follow_symlinks", "metadata", "max_time"):  # metadata names the device; it changes no number
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

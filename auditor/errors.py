@@ -7,6 +7,8 @@ Exit codes (documented in the README and in ``medaudit --help``):
 * 2 - usage error (bad flag, bad option value)
 * 3 - bad model, data or input file
 * 4 - internal error (a bug in medaudit or a plugin)
+* 5 - the audit stopped early (``--max-time``): results.json says ``status: incomplete`` and
+  which steps did not run; the reports are written and say so; ``--resume`` continues
 * 130 - interrupted (Ctrl-C, SIGINT); 143 - terminated (SIGTERM). Both leave results.json
   as it was after the last finished step, so ``--resume`` continues.
 """
@@ -18,6 +20,7 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_INTERNAL = 4
+EXIT_INCOMPLETE = 5  # stopped at a step boundary by a stop rule (auditor.stopping)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 

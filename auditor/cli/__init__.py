@@ -16,7 +16,8 @@ app = typer.Typer(
     help=(
         "Audit the adversarial robustness of medical imaging models.\n\n"
         "Exit codes: 0 success, 1 acceptance gate failed or regression found, 2 usage error, "
-        "3 bad model/data/input, 4 internal error, 130 interrupted, 143 terminated (SIGTERM)."
+        "3 bad model/data/input, 4 internal error, 5 stopped early by --max-time (incomplete, resumable), "
+        "130 interrupted, 143 terminated (SIGTERM)."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -115,6 +115,11 @@ def headline(results: dict[str, Any]) -> Group:
     """The headline as one Rich renderable (strings from results are plain Text, never markup)."""
     task = _dict(results.get("model")).get("task") or "classification"
     body = _segmentation(results) if task == "segmentation" else _classification(results)
+    stopped = _dict(results.get("incomplete"))
+    if results.get("status") == "incomplete":  # never a headline that reads as a whole audit
+        not_run = [str(s) for s in stopped.get("not_run") or []] if isinstance(stopped.get("not_run"), list) else []
+        body.insert(0, _line(f"INCOMPLETE AUDIT: {stopped.get('reason') or 'stopped early'}; did not run: "
+                             f"{', '.join(not_run) or 'unknown'}"))
     return Group(*body, *_verdicts(results))
 
 

@@ -15,12 +15,13 @@ from auditor.cli.headline import print_headline
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_size)
 from auditor.engine.record import record_rendering
-from auditor.errors import EXIT_GATE_FAILED, UsageError
+from auditor.errors import EXIT_GATE_FAILED, EXIT_INCOMPLETE, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
 from auditor.metadata import load_metadata
 from auditor.models import preprocess_normalization
 from auditor.out_lock import refuse_existing_audit
 from auditor.registry import get_registry
+from auditor.stopping import parse_duration
 
 RUN_HELP = """Audit a model's adversarial robustness and write results.json plus reports.
 
@@ -82,6 +83,12 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
         typer.echo(json.dumps(summary_for_stdout(results, [str(p) for p in written]), indent=1))
     elif not quiet:
         progress.note(f"wrote {', '.join(str(p) for p in written)}")
+    if results.get("status") == "incomplete":  # before the gates: they must not pass a partial audit
+        reason = (results.get("incomplete") or {}).get("reason") or "stopped early"
+        err_console.print(f"medaudit: audit INCOMPLETE: {printable(reason)}; "
+                          f"{len((results.get('incomplete') or {}).get('not_run') or [])} steps did not run; "
+                          "rerun with --resume to continue", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INCOMPLETE)
     gates = results.get("gates")
     if config.fail_under and not gates:
         raise UsageError("--fail-under: acceptance gates are evaluated for classification audits only")
@@ -143,6 +150,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
     model_timeout_s: Annotated[float, typer.Option("--model-timeout", help="Seconds one model call may take before the audit ends with exit 3 (resumable with --resume); 0: no limit.")] = 600.0,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Stop cleanly before the next step (attack x eps, check) once this much time is spent, e.g. 90s, 20m, 2h: results.json and the reports say status incomplete and which steps did not run; exit 5; --resume continues.")] = None,
     metadata: Annotated[Optional[Path], typer.Option("--metadata", help="TOML file naming the device for the report's cover and traceability table: device_name, device_version, manufacturer, intended_use, intended_population, audit_owner (all strings, all optional). Not part of --resume's identity.")] = None,
 ) -> None:
     registry = get_registry()
@@ -198,6 +206,7 @@ def run(
         detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
+        max_time=parse_duration(max_time) if max_time is not None else None,
     )
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.

@@ -288,7 +288,7 @@ class ClassificationAudit(AuditSkeleton):
             results["checks"] = skipped_checks("turned off (--skip-checks)")
         write_results(Path(self.config.out), results)
         targeted, scores = None, None
-        if positive["index"] is not None:
+        if positive["index"] is not None and not self.stop.check("clinical targeted attacks"):
             with self.progress.task("targeted attacks (clinical directions)", None):
                 targeted, scores = run_targeted(self, positive, results)
         results["targeted"] = targeted

@@ -29,6 +29,7 @@ from auditor.engine.record import plugin_provenance, resume_state, time_breakdow
 from auditor.interfaces import AttackContext
 from auditor.progress import Progress
 from auditor.results import write_results
+from auditor.stopping import StopRule, StopRules, TimeLimit
 
 
 CLEAN_PASS_UNITS = 1 / 3  # a forward pass costs about a third of a forward + backward
@@ -67,6 +68,7 @@ class AuditSkeleton(ABC):
         )
         self.n = len(prep.dataset)
         self.gallery: list[dict[str, Any]] = []
+        self.stop = StopRules(self.stop_rules())  # consulted at every step boundary (auditor.stopping)
 
     def _chunks(self, indices: np.ndarray) -> list[np.ndarray]:
         bs = self.batch_size
@@ -105,6 +107,23 @@ class AuditSkeleton(ABC):
     def finish(self, results: dict[str, Any]) -> None:
         """Everything after the last step, down to ``status: complete`` and its write."""
 
+    # ---------------------------------------------------------------- stopping
+    finish_label = "after the steps: validity checks, summary, acceptance gates"
+
+    def stop_rules(self) -> list[StopRule]:
+        """The rules that may end this audit early (``--max-time``; add a query budget here)."""
+        seconds = getattr(self.config, "max_time", None)
+        return [TimeLimit(seconds)] if seconds else []
+
+    def mark_incomplete(self, results: dict[str, Any]) -> None:
+        """A stopped audit: ``status: incomplete``, what did not run and why; the worst case
+        only at the eps whose every step ran (at another it would overstate robustness)."""
+        ran = {(e["attack"], float(e["eps_255"])) for e in results.get("attacks") or []}
+        whole = [e for e in self.prep.eps_255 if all((a.name, float(e)) in ran for a in self.prep.attacks)]
+        results["worst_case"] = [w for w in results.get("worst_case") or [] if w.get("eps_255") in whole]
+        results["incomplete"] = {**self.stop.block(), "eps_255_complete": whole}
+        results["status"] = "incomplete"
+
     # ------------------------------------------------------------ planned work
     def step_units(self, attack: Any) -> float:
         """A step's planned work, for the whole-audit ETA: images x passes per image."""
@@ -129,6 +148,8 @@ class AuditSkeleton(ABC):
             self.start_eps(eps_255)
             for attack in self.prep.attacks:
                 key = (attack.name, float(eps_255))
+                if key not in done and self.stop.check(f"{attack.name} at {eps_255:g}/255"):
+                    continue  # the steps left are listed in results.json's incomplete block
                 with self.progress.share(self.step_units(attack)):  # a resumed step is spent at once
                     entry = done[key] if key in done else self.step(attack, eps_255)
                 self.record(entry)
@@ -139,6 +160,8 @@ class AuditSkeleton(ABC):
                 results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 write_results(out, results)
             self.end_eps(eps_255)
+        if self.stop.check(self.finish_label):
+            return
         with self.progress.share(self.finish_units()):
             self.finish(results)
 
@@ -148,11 +171,14 @@ class AuditSkeleton(ABC):
         out = Path(config.out)
         cfg_hash = config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
         started = time.perf_counter()
+        self.stop.start()
         self.before()
         results = self.base_results(cfg_hash)
         done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
         with self.progress.plan("whole audit", self.planned_units()):
             self._planned_run(results, done, out)
+        if self.stop.stopped:
+            self.mark_incomplete(results)
         provenance = plugin_provenance(prep)
         if provenance and provenance != results.get("provenance", {}).get("plugins"):
             results.setdefault("provenance", {})["plugins"] = provenance  # the checks and clinical attacks used more

@@ -124,9 +124,13 @@ def evidence_problems(results: dict[str, Any]) -> dict[str, Any]:
     failed = [str(c.get("name") or c.get("key")) for c in items if c.get("status") == "fail"]
     warned = [str(c.get("name") or c.get("key")) for c in items if c.get("status") == "warn"]
     clinical = _dict(results.get("clinical"))
+    stopped = _dict(results.get("incomplete"))  # a stop rule (--max-time) ended the audit early
     return {"unreliable": bool(failed or warned), "failed": failed, "warned": warned,
             "needs_positive_class": bool(clinical.get("needs_positive_class")),
-            "positive_note": clinical.get("note") if clinical.get("needs_positive_class") else None}
+            "positive_note": clinical.get("note") if clinical.get("needs_positive_class") else None,
+            "stopped_reason": str(stopped["reason"]) if stopped.get("reason") else None,
+            "not_run": [str(s) for s in _list(stopped.get("not_run"))],
+            "eps_complete": [e for e in _list(stopped.get("eps_255_complete")) if is_finite(e)]}
 
 
 def recommendation_level(summary: dict[str, Any], eps_list: list[float]) -> str:

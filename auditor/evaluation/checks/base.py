@@ -118,8 +118,12 @@ class CheckBase:
         before = self.audit.counter.snapshot()
         t0 = time.perf_counter()
         items = []
+        stop = getattr(self.audit, "stop", None)  # auditor.stopping.StopRules: --max-time
         for check_id, key, check in checks:
-            items.append(self._timed(check_id, key, check))
+            if stop is not None and stop.check(f"validity check {check_id} ({key})"):
+                items.append(check_result(check_id, key, key, "skipped", f"not run: {stop.reason}"))
+            else:
+                items.append(self._timed(check_id, key, check))
             if progress is not None:
                 progress.advance(1)
         passes = self.audit.counter.since(before)
