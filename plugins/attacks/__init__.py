@@ -5,7 +5,9 @@ from plugins.attacks.autoattack import AutoAttack
 from plugins.attacks.cw import CW, CWL2
 from plugins.attacks.detector_pgd import DetectorAwarePGD
 from plugins.attacks.fgsm import FGSM
+from plugins.attacks.hopskipjump import HopSkipJump
 from plugins.attacks.pgd import PGD
+from plugins.attacks.rays import RayS
 from plugins.attacks.seg_fgsm import SegFGSM
 from plugins.attacks.seg_lesion_removal import SegLesionRemoval
 from plugins.attacks.seg_pgd import SegPGD
@@ -18,7 +20,7 @@ from plugins.attacks.zoo import ZOO
 
 @hookimpl
 def medaudit_register_attacks(register):
-    for attack in (FGSM(), PGD(), CW(), CWL2(), AutoAttack(), Square(), ZOO(),
+    for attack in (FGSM(), PGD(), CW(), CWL2(), AutoAttack(), Square(), ZOO(), HopSkipJump(), RayS(),
                    SegFGSM("bce"), SegFGSM("dice"), SegPGD("bce"), SegPGD("dice"), SegLesionRemoval(), SegSquare(),
                    # internal: the engine's clinical, detection and training attacks
                    TargetedPGD(), DetectorAwarePGD(), TrainingPGD(), TradesTraining()):
