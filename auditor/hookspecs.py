@@ -18,6 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     from auditor.interfaces import (
         Attack,
+        Corruption,
         DataSource,
         Defense,
         Metric,
@@ -73,6 +74,13 @@ def medaudit_register_modalities(register: Callable[["Modality"], None]) -> None
     preset (:class:`auditor.interfaces.Modality`) the plugin provides. Returns nothing."""
 
 
+@hookspec
+def medaudit_register_corruptions(register: Callable[["Corruption"], None]) -> None:
+    """Called once at start-up. Call ``register(corruption)`` for each natural or
+    acquisition corruption family (:class:`auditor.interfaces.Corruption`) the plugin
+    provides. Returns nothing."""
+
+
 REGISTRY_HOOKS: dict[str, str] = {
     "model_loaders": "medaudit_register_model_loaders",
     "data_sources": "medaudit_register_data_sources",
@@ -81,4 +89,5 @@ REGISTRY_HOOKS: dict[str, str] = {
     "metrics": "medaudit_register_metrics",
     "reporters": "medaudit_register_reporters",
     "modalities": "medaudit_register_modalities",
+    "corruptions": "medaudit_register_corruptions",
 }

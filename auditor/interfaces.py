@@ -115,6 +115,9 @@ class ModelOptions:
     arch: str | None = None  # "module:callable" building the architecture for a state dict
     trust_model: bool = False  # allow unpickling a whole module (executes code from the file)
     device: str = "cpu"
+    # loader-specific settings from the command line (a service's --outputs, --rate-limit,
+    # --concurrency, auth sources); never the credentials themselves
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelLoader(ABC):
@@ -285,3 +288,54 @@ class Modality:
     # what a segmentation mask of this modality outlines, as the report names it ("lesion",
     # "vessels"): a fundus vessel map has no lesion to miss
     structure: str = "lesion"
+    # natural / acquisition corruption families audited by --corruptions default
+    corruptions: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------- corruptions
+SEVERITIES = (1, 2, 3, 4, 5)
+REFERENCE_SIZE = 224  # MedMNIST-C and ImageNet-C give spatial parameters for 224-pixel images
+
+
+class Corruption(ABC):
+    """A natural or acquisition corruption (blur, noise, exposure, compression, an MR
+    artefact) at five severities, audited beside the adversarial battery.
+
+    ``ladders`` holds the parameter at severities 1..5 as a citable source gives it: key
+    ``"default"``, plus a modality name where the source tunes it per data set (MedMNIST-C
+    does). With ``spatial`` the values are pixels of a 224-pixel image and ``parameters``
+    adds the factor that scales them to the audited size. ``apply(x, params, seeds)``
+    returns (N, C, H, W) images with ``x``'s shape; ``seeds`` has one integer per image, so
+    an image's randomness never depends on the batch it is in. Severity 0 is the identity.
+    Raise :class:`auditor.errors.UsageError` for input it cannot corrupt."""
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    modalities: ClassVar[tuple[str, ...]] = ()  # the modalities it is meant for (informative)
+    reference: ClassVar[str] = ""
+    library: ClassVar[str] = ""  # what implements it
+    parameter: ClassVar[str] = ""  # what the severity sets, e.g. "sigma"
+    ladders: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    spatial: ClassVar[bool] = False
+    channels: ClassVar[tuple[int, ...]] = (1, 3)
+    vectorised: ClassVar[bool] = True  # one batched call; False: a loop over images
+    public: ClassVar[bool] = True
+
+    def parameters(self, severity: int, modality: str, size: tuple[int, int]) -> dict[str, Any]:
+        """Every parameter of one severity, as results.json records it."""
+        source = modality if modality in self.ladders else "default"
+        params: dict[str, Any] = {"severity": severity, "ladder": source}
+        if severity > 0:
+            params[self.parameter] = self.ladders[source][severity - 1]
+        if self.spatial:
+            params["scale"] = min(size) / REFERENCE_SIZE
+        return params
+
+    def corrupt(self, x: torch.Tensor, params: dict[str, Any], seeds: Sequence[int]) -> torch.Tensor:
+        """``apply`` held to the contract: the identity at severity 0, output in [0, 1]."""
+        if params["severity"] == 0:
+            return x.clone()
+        return self.apply(x, params, seeds).to(x.dtype).clamp(0.0, 1.0)
+
+    @abstractmethod
+    def apply(self, x: torch.Tensor, params: dict[str, Any], seeds: Sequence[int]) -> torch.Tensor: ...

@@ -32,11 +32,12 @@ ENTRY_POINT_GROUP = "medaudit"
 SINGULAR = {
     "model_loaders": "model format", "data_sources": "data format", "attacks": "attack",
     "defenses": "defense", "metrics": "metric", "reporters": "report format", "modalities": "modality",
+    "corruptions": "corruption",
 }
 # the role of each kind of component in an audit, as results.json's provenance names it
 ROLE = {
     "model_loaders": "model loader", "data_sources": "data source", "attacks": "attack", "defenses": "defense",
-    "metrics": "metric", "reporters": "reporter", "modalities": "modality",
+    "metrics": "metric", "reporters": "reporter", "modalities": "modality", "corruptions": "corruption",
 }
 BUILTIN_DISTRIBUTION = "medaudit"
 ENV_VAR = "MEDAUDIT_PLUGINS"

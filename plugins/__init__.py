@@ -12,4 +12,5 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.defenses",
     "plugins.metrics",
     "plugins.reporters",
+    "plugins.corruptions",
 )

@@ -25,6 +25,8 @@ MODALITIES: tuple[Modality, ...] = (
         defenses=_COMMON_DEFENSES
         + ("randomised smoothing with majority vote over noisy copies (MedRDF-style)",),
         notes="Missed melanoma (melanoma reported as benign) is the clinically critical failure.",
+        corruptions=("defocus-blur", "motion-blur", "brightness", "contrast", "white-balance", "gaussian-noise",
+                     "jpeg"),
     ),
     Modality(
         name="fundoscopy",
@@ -39,6 +41,7 @@ MODALITIES: tuple[Modality, ...] = (
         defenses=_COMMON_DEFENSES + ("image-level denoising in front of the model",),
         notes="Vessel segmentation models are audited with --task segmentation and a field-of-view mask.",
         structure="vessels",
+        corruptions=("uneven-illumination", "defocus-blur", "haze", "gaussian-noise", "jpeg"),
     ),
     Modality(
         name="chest-xray",
@@ -52,6 +55,7 @@ MODALITIES: tuple[Modality, ...] = (
         ),
         defenses=_COMMON_DEFENSES + ("median or total-variation denoising of the radiograph",),
         notes="A missed finding (positive reported as normal) delays treatment.",
+        corruptions=("gamma", "contrast", "poisson-noise", "gaussian-noise", "gaussian-blur", "pixelate", "jpeg"),
     ),
     Modality(
         name="ct",
@@ -60,6 +64,7 @@ MODALITIES: tuple[Modality, ...] = (
         input_size=(64, 64),
         threats="CT slices are windowed 12-bit data; perturbations can be hidden in the window's quantisation.",
         defenses=_COMMON_DEFENSES,
+        corruptions=("mr-motion", "ghosting", "spike", "bias-field", "gaussian-noise"),
     ),
     Modality(
         name="mri",
@@ -68,6 +73,7 @@ MODALITIES: tuple[Modality, ...] = (
         input_size=(64, 64),
         threats="MR intensities are scanner-relative; small intensity shifts are normal and hard to spot.",
         defenses=_COMMON_DEFENSES,
+        corruptions=("mr-motion", "ghosting", "spike", "bias-field", "rician-noise"),
     ),
     Modality(
         name="ultrasound",
@@ -77,6 +83,7 @@ MODALITIES: tuple[Modality, ...] = (
         positive_class="malignant",
         threats="Speckle noise in ultrasound masks added perturbations well.",
         defenses=_COMMON_DEFENSES + ("speckle-aware denoising in front of the model",),
+        corruptions=("gaussian-noise", "gaussian-blur", "contrast", "jpeg"),
     ),
     Modality(
         name="oct",
@@ -85,6 +92,7 @@ MODALITIES: tuple[Modality, ...] = (
         input_size=(64, 64),
         threats="OCT B-scans are speckled grey images; perturbations hide in the speckle.",
         defenses=_COMMON_DEFENSES,
+        corruptions=("gaussian-noise", "defocus-blur", "contrast", "jpeg"),
     ),
     Modality(
         name="histopathology",
@@ -97,6 +105,7 @@ MODALITIES: tuple[Modality, ...] = (
             "colours, so colour perturbations look natural."
         ),
         defenses=_COMMON_DEFENSES + ("stain normalisation plus JPEG or bit-depth squeezing",),
+        corruptions=("defocus-blur", "brightness", "contrast", "white-balance", "jpeg"),
     ),
 )
 
