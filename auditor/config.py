@@ -156,6 +156,12 @@ class AuditConfig:
     detector_fit_split: str | None = "train"
     detector_fit_limit: int | None = 2000
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
+    uap: bool = False  # universal perturbations (auditor.evaluation.universal)
+    uap_fit: Path | None = None  # fit them on this data; else on a seeded half of --data
+    uap_fit_split: str | None = None
+    uap_fit_limit: int | None = 256
+    saliency: bool = False  # integrated-gradients saliency, clean vs adversarial (auditor.evaluation.saliency)
+    saliency_samples: int = 16
     follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
     model_timeout: float | None = 600.0  # seconds one model call may take (auditor.deadline); None/0: no limit
     max_time: float | None = None  # --max-time: stop at a step boundary after this many seconds (auditor.stopping)

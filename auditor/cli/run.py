@@ -146,6 +146,12 @@ def run(
     detector_fit: Annotated[Optional[Path], typer.Option("--detector-fit", help="Also evaluate an adversarial-example detector (Mahalanobis distance on penultimate features) fitted on this clean, labelled data (same format as --data): detection AUROC per attack and eps, and against an attacker who evades it.")] = None,
     detector_fit_split: Annotated[Optional[str], typer.Option("--detector-fit-split", help="Split of --detector-fit to fit on (empty: all of it).")] = "train",
     detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
+    uap: Annotated[bool, typer.Option("--uap", help="Also fit one universal adversarial perturbation per eps (Moosavi-Dezfooli et al. 2017; batched) and report its fooling rate and accuracy (Dice) under it; fitted on --uap-fit, else on a seeded half of --data and evaluated on the other half. Backend: --backend uap=native|art.")] = False,
+    uap_fit: Annotated[Optional[Path], typer.Option("--uap-fit", help="Data to fit the universal perturbation on (same format as --data; implies --uap); the audited images are then the evaluation set.")] = None,
+    uap_fit_split: Annotated[Optional[str], typer.Option("--uap-fit-split", help="Split of --uap-fit to fit on (default: all of it).")] = None,
+    uap_fit_limit: Annotated[int, typer.Option("--uap-fit-limit", help="Seeded, stratified sample of at most N --uap-fit images.")] = 256,
+    saliency: Annotated[bool, typer.Option("--saliency", help="Integrated-gradients saliency (captum) of the clean and adversarial image side by side in the gallery, and per eps how much saliency stays inside the lesion (masks: a CSV 'mask' column or --roi). Needs: pip install 'medaudit[saliency]'.")] = False,
+    saliency_samples: Annotated[int, typer.Option("--saliency-samples", help="Clean-correct images the per-eps saliency summary attacks (PGD) and explains.")] = 16,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
     model_timeout_s: Annotated[float, typer.Option("--model-timeout", help="Seconds one model call may take before the audit ends with exit 3 (resumable with --resume); 0: no limit.")] = 600.0,
@@ -183,6 +189,10 @@ def run(
         raise UsageError("--check-samples must be at least 1")
     if detector_fit is not None and not detector_fit.exists():
         raise UsageError(f"--detector-fit: {detector_fit} does not exist")
+    if uap_fit is not None and not uap_fit.exists():
+        raise UsageError(f"--uap-fit: {uap_fit} does not exist")
+    if uap_fit_limit < 1 or saliency_samples < 1:
+        raise UsageError("--uap-fit-limit and --saliency-samples must be at least 1")
     if detector_samples < 2:
         raise UsageError("--detector-samples must be at least 2")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
@@ -203,6 +213,8 @@ def run(
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
+        uap=uap or uap_fit is not None, uap_fit=uap_fit, uap_fit_split=uap_fit_split, uap_fit_limit=uap_fit_limit,
+        saliency=saliency, saliency_samples=saliency_samples,
         detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading

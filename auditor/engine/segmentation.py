@@ -42,6 +42,7 @@ from auditor.engine.summary import summarise_segmentation
 from auditor.errors import InputError, UsageError
 from auditor.evaluation.checks.base import skipped_checks
 from auditor.evaluation.checks.segmentation_checks import SEG_CHECK_COUNT, check_units, run_segmentation_checks
+from auditor.evaluation.universal import uap_for_audit
 from auditor.imagery import CONTOUR_LEGEND, overlay_png, png_base64
 from auditor.interfaces import Metric
 from auditor.numerics import DEFAULT_MISSED_FRACTION, IGNORE_INDEX, class_counts, lesion_areas, logits_to_labels
@@ -403,6 +404,7 @@ class SegmentationAudit(AuditSkeleton):
                 results["checks"] = run_segmentation_checks(self, results, self.config.check_samples, task)
         else:
             results["checks"] = skipped_checks("turned off (--skip-checks)")
+        results["universal"] = uap_for_audit(self, results) if self.config.uap else None
         results["summary"] = summarise_segmentation(results)
         results["status"] = "complete"
         write_results(Path(self.config.out), results)

@@ -21,6 +21,7 @@ from auditor.metadata import metadata_rows
 from auditor.reporting import plots
 from auditor.reporting.filters import css_colour, eps255, is_finite, pct, short_date
 from auditor.reporting.plots_segmentation import segmentation_figures as build_segmentation_figures
+from auditor.reporting.universal_view import saliency_view, universal_view
 from auditor.results import number_or_none
 
 BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -340,6 +341,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "defenses": defense_recommendations(results, worst, rows),
         "measured_defenses": [d for d in _list(results.get("defenses")) if isinstance(d, dict)],
         "gallery": gallery(results),
+        "universal": universal_view(results), "saliency": saliency_view(results),
         "checks": checks_view(results),
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),
