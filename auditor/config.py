@@ -59,6 +59,16 @@ def parse_floats(text: str | None, option: str) -> list[float] | None:
         raise UsageError(f"{option}: expected comma-separated numbers, got '{text}'") from None
 
 
+def parse_severities(text: str) -> list[int]:
+    """``"1,3,5"`` -> [1, 3, 5]: corruption severities, whole numbers from 1 to 5."""
+    values = []
+    for part in parse_list(text, "--severities") or []:
+        if not part.isdigit() or not 1 <= int(part) <= 5:
+            raise UsageError(f"--severities: '{part}' is not a severity from 1 to 5 (e.g. --severities 1,3,5)")
+        values.append(int(part))
+    return sorted(set(values))
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``"64"`` -> (64, 64); ``"576x560"`` -> (576, 560) as (H, W)."""
     if text is None:
@@ -167,6 +177,8 @@ class AuditConfig:
     max_time: float | None = None  # --max-time: stop at a step boundary after this many seconds (auditor.stopping)
     extra: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata: device, intended use, owner (auditor.metadata)
+    corruptions: list[str] = field(default_factory=list)  # corruption families (auditor.engine.corruption); []: none
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""

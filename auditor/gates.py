@@ -16,6 +16,9 @@ fraction (0.5) or a percentage (50%).
 ``targeted_pos_to_neg@4=0.3``  targeted PGD success positive -> negative (lower is
                            better); also ``targeted_neg_to_pos``
 ``checks=no-fail``         no validity check fails (``no-warn``: none fails or warns)
+``corruption@3=0.8``       accuracy at corruption severity 3, worst case per image over
+                           the audited families (``--corruptions``); also
+                           ``corruption:defocus-blur@3=0.8`` for one family
 ``worst_case@4=0.5:lower`` the lower end of the 95% interval must reach 0.5 (``:upper``
                            for lower-is-better rates: the upper end must stay below)
 =========================  ==========================================================
@@ -53,7 +56,7 @@ ALIASES = {"worst-case": "worst_case", "worst": "worst_case", "missed-disease": 
 CHECK_LEVELS = ("no-fail", "no-warn")
 BOUNDS = ("point", "lower", "upper")  # what a threshold is compared with
 _PATTERN = re.compile(
-    r"^(?P<metric>[A-Za-z][A-Za-z0-9_\-]*)(?:@(?P<eps>[^=<>]+?))?\s*(?P<op>>=|<=|=)\s*(?P<value>.+)$")
+    r"^(?P<metric>[A-Za-z][A-Za-z0-9_\-]*(?::[A-Za-z0-9_\-]+)?)(?:@(?P<eps>[^=<>]+?))?\s*(?P<op>>=|<=|=)\s*(?P<value>.+)$")
 DESCRIPTIONS = {
     "clean": "clean accuracy", "worst_case": "worst-case robust accuracy", "sensitivity": "sensitivity",
     "specificity": "specificity", "auroc": "AUROC", "missed_disease": "missed-disease rate",
@@ -113,6 +116,9 @@ def parse_criterion(raw: str) -> Criterion:
             raise UsageError(f"--fail-under: '{raw}': eps '{match['eps']}' is not a number of /255 units") from None
         if not math.isfinite(eps) or eps <= 0:
             raise UsageError(f"--fail-under: '{raw}': eps must be a positive number of /255 units")
+    if is_corruption(metric) and (eps is None or eps not in (1, 2, 3, 4, 5)):
+        raise UsageError(f"--fail-under: '{raw}': a corruption gate needs a severity from 1 to 5, e.g. "
+                         f"corruption@3=0.8 or corruption:defocus-blur@3=0.8")
     if metric == "clean" and eps is not None:
         raise UsageError(f"--fail-under: '{raw}': clean accuracy has no eps (write clean=0.8)")
     if metric in NEEDS_EPS and eps is None:
@@ -194,7 +200,7 @@ def validate_criteria(criteria: list[Criterion], *, eps_255: list[float], attack
                       positive: str | None, binary: bool) -> None:
     """Reject criteria the audit cannot answer, before any attack runs."""
     for c in criteria:
-        if c.metric == "checks":
+        if c.metric == "checks" or is_corruption(c.metric):  # corruption: auditor.engine.corruption checks it
             continue
         if c.eps_255 is not None and not any(abs(c.eps_255 - e) < 1e-9 for e in eps_255):
             raise UsageError(f"--fail-under: '{c.text}': eps {c.eps_255:g}/255 is not audited "
@@ -237,11 +243,33 @@ def _lookup(c: Criterion, results: dict[str, Any]) -> tuple[float | None, list |
         n = block.get("n") if c.metric != "auroc" else None  # DeLong: no proportion, no n to solve for
         return (block.get("value"), block.get("ci95"), what + (where + " (worst case)" if where else " (clean)"),
                 n, block.get("ci_method") or "wilson")
+    if is_corruption(c.metric):
+        return _corruption_lookup(c, results)
     entry = next((a for a in results.get("attacks", []) if a["attack"] == c.metric
                   and abs(a["eps_255"] - (c.eps_255 or -1)) < 1e-9), None) or {}
     mode = (results.get("config") or {}).get("mode")
     note = " (cumulative: cascade mode)" if mode == "cascade" else ""
     return entry.get("robust_accuracy"), entry.get("ci95"), what + where + note, n_all, "wilson"
+
+
+def is_corruption(metric: str) -> bool:
+    """``corruption`` (worst case over the audited families) or ``corruption:FAMILY``."""
+    return metric == "corruption" or metric.startswith("corruption:")
+
+
+def _corruption_lookup(c: Criterion, results: dict[str, Any]) -> tuple[float | None, list | None, str, int | None, str]:
+    """A corruption gate's accuracy at its severity (``Criterion.eps_255`` holds the severity)."""
+    block = results.get("corruption") or {}
+    severity = int(c.eps_255 or 0)
+    if c.metric == "corruption":
+        row = next((w for w in block.get("worst_case") or [] if w["severity"] == severity), None) or {}
+        what = f"accuracy under corruption at severity {severity} (worst case over families)"
+    else:
+        family = c.metric.split(":", 1)[1]
+        row = next((e for e in block.get("steps") or [] if e["family"] == family and e["severity"] == severity),
+                   None) or {}
+        what = f"accuracy under {family} at severity {severity}"
+    return row.get("accuracy"), row.get("ci95"), what, row.get("n"), "wilson"
 
 
 def _undecided(value: float, ci: Any, threshold: float, n: int | None, method: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ import typer
 from auditor.cli.common import handle_errors
 from auditor.cli.run import execute
 from auditor.config import AuditConfig, parse_list
+from auditor.registry import get_registry
 
 
 @handle_errors
@@ -22,8 +23,9 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
 ) -> None:
     """Generate synthetic dermoscopy-like images (labelled synthetic in the report), train a
-    small CNN in seconds, run the full attack battery with --budget quick and write
-    results.json, report.html and report.pdf. Fully offline; about a minute on 2 CPU cores."""
+    small CNN in seconds, run the full attack battery with --budget quick and the dermoscopy
+    corruption families at severities 1-5, and write results.json, report.html and
+    report.pdf. Fully offline; about a minute on 2 CPU cores."""
     from auditor.demo import build_demo
 
     model_path, data_dir, facts = build_demo(out / "demo-inputs", seed=seed)
@@ -31,6 +33,8 @@ def demo(
     config = AuditConfig(
         model=model_path, data=data_dir, out=out, modality="dermoscopy", input_size=(32, 32),
         channels=3, budget=budget, seed=seed, device="cpu", formats=formats,
+        # the demo shows the natural-robustness section too: the dermoscopy preset's families
+        corruptions=list(get_registry().get("modalities", "dermoscopy").corruptions),
         extra={"synthetic": True, "training": facts},
     )
     execute(config, quiet=quiet, as_json=as_json, command=f"medaudit demo --out {out} --seed {seed} --budget {budget}")

@@ -13,7 +13,7 @@ from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.cli.headline import print_headline
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
-                            parse_size)
+                            parse_severities, parse_size)
 from auditor.engine.record import record_rendering
 from auditor.errors import EXIT_GATE_FAILED, EXIT_INCOMPLETE, UsageError
 from auditor.gates import load_criteria_file, parse_criteria
@@ -124,6 +124,8 @@ def run(
     missed_fraction: Annotated[Optional[float], typer.Option("--missed-fraction", help="Segmentation: a lesion counts as missed when the predicted lesion area falls below this fraction of the true one (default 0.5).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="L-inf budgets in /255 units, e.g. 2,4,6,8 (default: the modality's).")] = None,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks (default: fgsm,pgd,cw,autoattack,square,zoo).")] = None,
+    corruptions: Annotated[str, typer.Option("--corruptions", help="Natural and acquisition corruptions beside the attacks: default (the modality's families, see `medaudit modalities --json`), none, or family names, e.g. defocus-blur,jpeg (see `medaudit plugins`). Classification only.")] = "none",
+    severities: Annotated[str, typer.Option("--severities", help="Corruption severities to audit, from 1 (mild) to 5 (severe), e.g. 1,3,5.")] = "1,2,3,4,5",
     budget: Annotated[str, typer.Option(help="quick | standard | thorough: iterations, restarts and queries of every attack (see README).")] = "standard",
     backend: Annotated[Optional[str], typer.Option(help="art or native for every attack that has it, or per attack: cw=art,zoo=native.")] = None,
     independent: Annotated[bool, typer.Option("--independent", help="Run every attack at every eps on every sample (per-attack table) instead of the default cascade.")] = False,
@@ -183,6 +185,10 @@ def run(
     if fail_under_file is not None:
         criteria += load_criteria_file(fail_under_file)
     parse_criteria(criteria)  # syntax errors exit 2 before anything is loaded
+    from auditor.engine.corruption import parse_corruptions  # here: the engine is imported on use
+
+    corruption_names = parse_corruptions(corruptions, registry, modality)  # unknown names exit 2 here too
+    severity_list = parse_severities(severities)
     if junit is not None and not criteria:
         raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
     if check_samples < 1:
@@ -208,6 +214,7 @@ def run(
         split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
         channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
         attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,
+        corruptions=corruption_names, severities=severity_list,
         batch_size=batch_size, mode="independent" if independent else "cascade",
         backends=parse_backends(backend, registry.attacks), formats=formats, resume=resume,
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,

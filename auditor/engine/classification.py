@@ -28,6 +28,7 @@ import torch
 
 from auditor.accounting import PassTimer, time_one_pass
 from auditor.engine.prepare import Prepared
+from auditor.engine.corruption import CorruptionRun, corruption_units
 from auditor.engine.record import environment, overhead_block, results_header
 from auditor.engine.skeleton import AuditSkeleton
 from auditor.steps import attack_chunk, merge_details, query_block, step_seed
@@ -301,6 +302,7 @@ class ClassificationAudit(AuditSkeleton):
     # ------------------------------------------------------------ skeleton hooks
     def before(self) -> None:
         self.positive, self.criteria = self._positive_and_criteria()  # fail fast, before any attack
+        self.corruption = CorruptionRun(self)  # natural robustness: families and severities checked now
 
     def begin(self, results: dict[str, Any]) -> None:
         results["clean"] = self.clean_pass()
@@ -360,10 +362,11 @@ class ClassificationAudit(AuditSkeleton):
         positive = getattr(self, "positive", None) or {}
         if positive.get("index") is not None:
             units += self.n * (steps + 1) * starts * eps_count
-        return units
+        return units + corruption_units(self)
 
     def finish(self, results: dict[str, Any]) -> None:
         out, config = Path(self.config.out), self.config
+        self.corruption.run(results)  # results["corruption"], written step by step
         results.update(defense_results(self, results))  # non-adaptive numbers and baseline of a --defense
         if config.detector_fit is not None and results.get("detection") is None:
             results["detection"] = detection_for_audit(self)

@@ -154,6 +154,9 @@ def time_breakdown(results: dict[str, Any], wall_s: float, clean_s: float,
         key = (entry["attack"], float(entry["eps_255"]))
         rows.append(_row("attack", 0.0 if key in resumed else entry.get("time_s"), attack=entry["attack"],
                          eps_255=entry["eps_255"], resumed=key in resumed))
+    for entry in (results.get("corruption") or {}).get("steps") or []:
+        rows.append(_row("corruption", 0.0 if entry.get("resumed") else entry.get("time_s"),
+                         corruption=entry["family"], severity=entry["severity"], resumed=bool(entry.get("resumed"))))
     for item in (results.get("checks") or {}).get("items") or []:
         rows.append(_row("check", (item.get("cost") or {}).get("time_s"), check=item["key"]))
     if results.get("targeted"):
@@ -177,6 +180,8 @@ def breakdown_table(timing: dict[str, Any]) -> list[str]:
         label = r["phase"]
         if "attack" in r:
             label += f" {r['attack']} eps {r['eps_255']:g}" + (" (resumed)" if r.get("resumed") else "")
+        elif "corruption" in r:
+            label += f" {r['corruption']} severity {r['severity']}" + (" (resumed)" if r.get("resumed") else "")
         elif "check" in r:
             label += f" {r['check']}"
         share = f"{100 * r['share']:6.1f}%" if r.get("share") is not None else "      -"
