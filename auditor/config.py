@@ -162,6 +162,7 @@ class AuditConfig:
     checks: bool = True  # run the validity checks (auditor.evaluation.checks)
     check_samples: int = 48  # clean-correct samples the checks attack
     defense: str | None = None  # --defense spec, e.g. "jpeg:quality=75" (auditor.evaluation.defenses)
+    surrogate: Path | None = None  # --surrogate: transfer attacks craft on this model (auditor.transfer)
     detector_fit: Path | None = None  # fit a Mahalanobis detector on this data and evaluate it (auditor.evaluation.detection)
     detector_fit_split: str | None = "train"
     detector_fit_limit: int | None = 2000

@@ -145,6 +145,7 @@ def run(
     skip_checks: Annotated[bool, typer.Option("--skip-checks", help="Do not run the evaluation validity checks (they attack a small subsample).")] = False,
     check_samples: Annotated[int, typer.Option("--check-samples", help="Clean-correct samples the validity checks attack.")] = 48,
     defense: Annotated[Optional[str], typer.Option("--defense", help="Audit the model behind a preprocessing defense, e.g. jpeg:quality=75, median:size=3, bit-depth:bits=4, tv:weight=0.05, random-smoothing:sigma=0.05,samples=32,eot_samples=8. Main numbers are adaptive (BPDA/EoT); non-adaptive ones and the undefended baseline are added.")] = None,
+    surrogate: Annotated[Optional[Path], typer.Option("--surrogate", help="A second model (any format medaudit loads; images in [0, 1]) to craft PGD and AutoAttack examples on and show to the target: transfer attacks (transfer-pgd, transfer-autoattack), black-box for the target, in the cascade and the worst case; each row records the surrogate's file name and sha256.")] = None,
     detector_fit: Annotated[Optional[Path], typer.Option("--detector-fit", help="Also evaluate an adversarial-example detector (Mahalanobis distance on penultimate features) fitted on this clean, labelled data (same format as --data): detection AUROC per attack and eps, and against an attacker who evades it.")] = None,
     detector_fit_split: Annotated[Optional[str], typer.Option("--detector-fit-split", help="Split of --detector-fit to fit on (empty: all of it).")] = "train",
     detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
@@ -193,6 +194,8 @@ def run(
         raise UsageError("--junit writes the acceptance gates: give --fail-under or --fail-under-file too")
     if check_samples < 1:
         raise UsageError("--check-samples must be at least 1")
+    if surrogate is not None and not surrogate.exists():
+        raise UsageError(f"--surrogate: {surrogate} does not exist")
     if detector_fit is not None and not detector_fit.exists():
         raise UsageError(f"--detector-fit: {detector_fit} does not exist")
     if uap_fit is not None and not uap_fit.exists():
@@ -220,6 +223,7 @@ def run(
         allow_probabilities=allow_probabilities, roi=roi, positive_class=positive_class, fail_under=criteria,
         junit=junit, checks=not skip_checks, check_samples=check_samples,
         defense=defense, detector_fit=detector_fit, detector_fit_split=detector_fit_split or None,
+        surrogate=surrogate,
         uap=uap or uap_fit is not None, uap_fit=uap_fit, uap_fit_split=uap_fit_split, uap_fit_limit=uap_fit_limit,
         saliency=saliency, saliency_samples=saliency_samples,
         detector_samples=detector_samples, model_timeout=model_timeout_s, follow_symlinks=follow_symlinks,

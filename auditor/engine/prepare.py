@@ -20,6 +20,7 @@ from auditor.models import SingleLogitAsTwoClasses, infer_input_channels, open_m
 from auditor.numerics import BUDGETS
 from auditor.progress import Progress
 from auditor.registry import Registry
+from auditor.transfer import add_surrogate
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
     probe: Any = None
     registry: Any = None
+    attack_extra: dict[str, Any] = field(default_factory=dict)  # AttackContext.extra (e.g. --surrogate)
     defense: Any = None  # auditor.evaluation.defenses.DefendedModels when --defense is given
     input_size_source: str = "modality"  # what decided the input size: user | model | data | modality
 
@@ -85,6 +87,8 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         model=model.module, device=device, num_classes=num_classes, input_shape=input_shape,
         task=task, seed=config.seed, batch_size=config.batch_size, counter=PassCounter(),
     )
+    if config.surrogate is not None:  # transfer attacks craft on it (auditor.transfer)
+        attacks = add_surrogate(config, registry, task, attacks, dummy_ctx)
     params = {}
     for attack in attacks:
         backend = config.backends.get(attack.name, attack.default_backend)
@@ -93,7 +97,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         params[attack.name] = {**attack.parameters(config.budget, dummy_ctx), "backend": backend}
     defense = attach_defense(config, registry, model, task)  # the audit then predicts through it
     return Prepared(
-        config=config, model=model, dataset=dataset, modality=modality, task=task,
+        config=config, model=model, dataset=dataset, modality=modality, task=task, attack_extra=dummy_ctx.extra,
         num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
         attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe, registry=registry,
         defense=defense, input_size_source=input_size_source,

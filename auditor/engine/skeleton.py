@@ -66,6 +66,7 @@ class AuditSkeleton(ABC):
             input_shape=prep.input_shape, task=prep.task, seed=self.config.seed,
             batch_size=batch_size, counter=self.counter,
         )
+        self.ctx.extra.update(prep.attack_extra)  # e.g. the --surrogate model transfer attacks craft on
         self.n = len(prep.dataset)
         self.gallery: list[dict[str, Any]] = []
         self.stop = StopRules(self.stop_rules())  # consulted at every step boundary (auditor.stopping)

@@ -15,6 +15,7 @@ from plugins.attacks.seg_square import SegSquare
 from plugins.attacks.square import Square
 from plugins.attacks.targeted_pgd import TargetedPGD
 from plugins.attacks.training import TradesTraining, TrainingPGD
+from plugins.attacks.transfer import TransferAttack
 from plugins.attacks.uap import UAP
 from plugins.attacks.zoo import ZOO
 
@@ -24,5 +25,6 @@ def medaudit_register_attacks(register):
     for attack in (FGSM(), PGD(), CW(), CWL2(), AutoAttack(), Square(), ZOO(), HopSkipJump(), RayS(),
                    SegFGSM("bce"), SegFGSM("dice"), SegPGD("bce"), SegPGD("dice"), SegLesionRemoval(), SegSquare(),
                    # internal: the engine's clinical, detection and training attacks
-                   TargetedPGD(), DetectorAwarePGD(), TrainingPGD(), TradesTraining(), UAP()):
+                   TargetedPGD(), DetectorAwarePGD(), TrainingPGD(), TradesTraining(),
+                   TransferAttack("pgd"), TransferAttack("autoattack"), UAP()):
         register(attack)
