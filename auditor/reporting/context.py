@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from auditor.metadata import metadata_rows
 from auditor.reporting import plots
+from auditor.reporting.corruption_view import corruption_view
 from auditor.reporting.filters import css_colour, eps255, is_finite, pct, short_date
 from auditor.reporting.plots_segmentation import segmentation_figures as build_segmentation_figures
 from auditor.reporting.universal_view import saliency_view, universal_view
@@ -342,6 +343,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "measured_defenses": [d for d in _list(results.get("defenses")) if isinstance(d, dict)],
         "gallery": gallery(results),
         "universal": universal_view(results), "saliency": saliency_view(results),
+        "corruption": corruption_view(results),  # natural robustness (auditor.engine.corruption)
         "checks": checks_view(results),
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),
