@@ -282,18 +282,19 @@ class ClassificationAudit(AuditSkeleton):
         return positive, criteria
 
     def _validity_and_clinical(self, results: dict[str, Any], positive: dict[str, Any]) -> None:
-        """Validity checks, targeted attacks and clinical metrics, after the attack steps."""
+        """Targeted attacks, validity checks and clinical metrics, after the attack steps. The
+        targeted attacks run first: on two-class models the checks reuse their PGD trajectories."""
+        targeted, scores = None, None
+        if positive["index"] is not None and not self.stop.check("clinical targeted attacks"):
+            with self.progress.task("targeted attacks (clinical directions)", None):
+                targeted, scores = run_targeted(self, positive, results)
+        results["targeted"] = targeted
         if self.config.checks:
             with self.progress.task("validity checks", 11) as task:
                 results["checks"] = run_checks(self, results, self.config.check_samples, task)
         else:
             results["checks"] = skipped_checks("turned off (--skip-checks)")
         write_results(Path(self.config.out), results)
-        targeted, scores = None, None
-        if positive["index"] is not None and not self.stop.check("clinical targeted attacks"):
-            with self.progress.task("targeted attacks (clinical directions)", None):
-                targeted, scores = run_targeted(self, positive, results)
-        results["targeted"] = targeted
         results["clinical"] = clinical_metrics(results, positive, scores)
         if scores:
             results["samples"]["adversarial_positive_scores"] = {

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from auditor.errors import UsageError
+from auditor.evaluation.battery import SharedTrajectories
 from auditor.registry import get_registry
 from auditor.stats import proportion_ci
 from auditor.steps import attack_chunk, step_seed
@@ -187,6 +188,43 @@ def clinical_metrics(results: dict[str, Any], positive: dict[str, Any],
 TARGETED_ATTACK = "clinical-targeted-pgd"  # plugins/attacks/targeted_pgd.py
 
 
+def _audit_hits(results: dict[str, Any], eps_255: float, indices: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Positions of ``indices`` that an audit attack at ``eps_255`` broke into their target class."""
+    position = {int(i): j for j, i in enumerate(indices)}
+    hits = np.zeros(len(indices), dtype=bool)
+    for entry in results["attacks"]:
+        if entry["eps_255"] != eps_255:
+            continue
+        for i, pred in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"]):
+            j = position.get(int(i))
+            if j is not None and int(pred) == int(targets[j]):
+                hits[j] = True
+    return hits
+
+
+def _targeted_eps(audit: Any, attack: Any, params: dict[str, Any], eps_255: float, indices: np.ndarray,
+                  targets: np.ndarray, todo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targeted PGD at one eps on the positions ``todo`` of ``indices``: per position the best
+    target probability, whether any iterate and whether the last one hit (zeros elsewhere)."""
+    config = audit.prep.config
+    best = np.zeros(len(indices))
+    hit = np.zeros(len(indices), dtype=bool)
+    final_hit = np.zeros(len(indices), dtype=bool)
+    where = np.nonzero(todo)[0]
+    bs = max(int(config.batch_size), 1)
+    for chunk_no, start in enumerate(range(0, len(where), bs)):
+        rows = where[start : start + bs]
+        chunk = indices[rows]
+        x, _, _ = audit._batch(chunk)
+        tgt = torch.as_tensor(targets[rows], device=x.device, dtype=torch.long)
+        seed = step_seed(config.seed, "targeted-pgd", eps_255, chunk_no)
+        result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps_255 / 255.0, params, seed)
+        best[rows] = result.outputs["best_target_prob"].double().cpu().numpy()
+        hit[rows] = result.outputs["hit"].cpu().numpy()
+        final_hit[rows] = result.outputs["final_hit"].cpu().numpy()
+    return best, hit, final_hit
+
+
 def run_targeted(audit: Any, positive: dict[str, Any],
                  results: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[float, np.ndarray] | None]:
     """Targeted PGD in both clinical directions at every eps; for two-class models also the
@@ -217,21 +255,17 @@ def run_targeted(audit: Any, positive: dict[str, Any],
     t0 = time.perf_counter()
     per_eps, scores_by_eps = [], {}
     hit_so_far = np.zeros(len(indices), dtype=bool)
+    audit.shared_trajectories = shared = SharedTrajectories(audit.n, labels, k, params)  # read by the checks
     if binary:
         adverse = clean_probs[:, pos].astype(np.float64).copy()  # positives: lower is worse; negatives: higher
     for eps_255 in prep.eps_255:
         eps = eps_255 / 255.0
-        best = np.zeros(len(indices))
-        hit = np.zeros(len(indices), dtype=bool)
-        bs = max(int(config.batch_size), 1)
-        for chunk_no, start in enumerate(range(0, len(indices), bs)):
-            chunk = indices[start : start + bs]
-            x, _, _ = audit._batch(chunk)
-            tgt = torch.as_tensor(targets[start : start + bs], device=x.device, dtype=torch.long)
-            seed = step_seed(config.seed, "targeted-pgd", eps_255, chunk_no)
-            result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps, params, seed)
-            best[start : start + len(chunk)] = result.outputs["best_target_prob"].double().cpu().numpy()
-            hit[start : start + len(chunk)] = result.outputs["hit"].cpu().numpy()
+        # A sample an audit attack already pushed into its target class is a hit: attacking it
+        # again cannot undo that. Two-class models still attack every sample, for its score.
+        hit_so_far |= _audit_hits(results, eps_255, indices, targets)
+        todo = np.ones(len(indices), dtype=bool) if binary else ~hit_so_far
+        best, hit, final_hit = _targeted_eps(audit, attack, params, eps_255, indices, targets, todo)
+        shared.record(eps_255, indices[todo], targets[todo], final_hit[todo])
         hit_so_far |= hit
         src_labels = labels[indices]
         src_correct = correct[indices]
@@ -257,7 +291,8 @@ def run_targeted(audit: Any, positive: dict[str, Any],
     block = {
         "method": ("targeted PGD (Madry et al. 2018) ascending log p(target) in the L-inf ball, on the clean-correct "
                    "samples of the source class; a sample counts once any iterate at any eps <= this eps predicts "
-                   "the target"),
+                   "the target, or an audit attack at such an eps broke it into the target class (with more than "
+                   "two classes those samples are not attacked again)"),
         "positive_class": names[pos], "negative_class": negative,
         "params": {"steps": steps, "restarts": restarts, "step_size_eps_fraction": params.get("step_size_eps_fraction"),
                    "step_size_255": params.get("step_size_255"), "loss": "ce (targeted)", "budget": config.budget},

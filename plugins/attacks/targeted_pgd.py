@@ -7,7 +7,9 @@ in its targeted form: L-inf steps ascending log p(target). White-box, L-inf, tar
 (``public = False``): not an ``--attacks`` value.
 
 ``outputs``: ``best_target_prob`` (per sample, the highest target probability over all
-iterates) and ``hit`` (whether any iterate predicted the target).
+iterates), ``hit`` (whether any iterate predicted the target) and ``final_hit`` (whether the
+last iterate of the last start did: what untargeted PGD reports, which the validity checks
+reuse on two-class models, see ``auditor.evaluation.battery``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class TargetedPGD(Attack):
         model, target = ctx.model, y
         best_p = torch.full((len(x),), -1.0, device=x.device)
         hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        final_hit = torch.zeros_like(hit)
         best_x = x.clone()
         gen = generator(params["seed"], x.device)
         for _ in range(max(restarts, 1)):
@@ -59,9 +62,11 @@ class TargetedPGD(Attack):
                 better = p > best_p
                 best_p = torch.where(better, p, best_p)
                 best_x[better] = x_adv[better].detach()
-                hit |= logits.detach().argmax(1) == target
+                now = logits.detach().argmax(1) == target
+                hit |= now
                 if last:
+                    final_hit = now
                     break
                 (grad,) = torch.autograd.grad(log_p.sum(), xg)
                 x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
-        return AttackResult(best_x, outputs={"best_target_prob": best_p, "hit": hit})
+        return AttackResult(best_x, outputs={"best_target_prob": best_p, "hit": hit, "final_hit": final_hit})

@@ -23,6 +23,14 @@ counted and reported (``results["checks"]["cost"]``). Attacks come from the regi
 the audit's own budget parameters. In cascade mode the audit's per-attack numbers are
 cumulative, so checks 4, 5 and 8 run PGD and FGSM *independently* on the subsample (with
 ``--independent`` check 5 uses the audit's own per-attack table instead).
+
+Nothing is computed twice (issue 20; ``auditor.evaluation.battery``): where the audit's own
+step already attacked a subsample sample with the same attack and parameters at an eps, the
+checks take its answer; on two-class models PGD's answer comes from the clinical targeted
+PGD's trajectory (the same sign steps); check 7 attacks only the samples no white-box audit
+attack broke at a smaller eps, and check 8 only the samples the audit left robust.
+``results["checks"]["subsample"]["reuse"]`` counts the sample x eps answers read back and
+the ones attacked here.
 """
 
 from __future__ import annotations
@@ -48,9 +56,11 @@ class ValidityChecks(ModelChecks, AttackChecks):
                   ("large-eps", self.check_large_eps), ("convergence", self.check_convergence),
                   ("noise", self.check_noise), ("class-count", self.check_class_count),
                   ("degenerate", self.check_degenerate)]
-        return self.run_items([(i, key, check) for i, (key, check) in enumerate(checks, 1)], progress,
-                              {"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
-                               "indices": [int(i) for i in self.sub], "seed": self.config.seed})
+        out = self.run_items([(i, key, check) for i, (key, check) in enumerate(checks, 1)], progress,
+                             {"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
+                              "indices": [int(i) for i in self.sub], "seed": self.config.seed})
+        out["subsample"]["reuse"] = dict(self.reuse)  # sample x eps answers read back, not recomputed
+        return out
 
 
 def run_checks(audit: Any, results: dict[str, Any], samples: int = DEFAULT_SAMPLES,

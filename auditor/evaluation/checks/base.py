@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from auditor.evaluation.battery import step_outcomes
 from auditor.registry import get_registry
 from auditor.steps import attack_chunk, step_seed
 
@@ -107,6 +108,9 @@ class CheckBase:
         self.eps_255 = list(self.prep.eps_255)
         self.eps_max = max(self.eps_255)
         self._fooled: dict[tuple[str, float], np.ndarray] = {}
+        self._outcomes: dict[tuple[str, float], dict[str, np.ndarray]] | None = None
+        # sample x eps answers the checks took from the audit's own runs, and the ones they ran
+        self.reuse = {"from_battery": 0, "from_targeted": 0, "attacked_here": 0}
 
     def subsample(self, samples: int) -> np.ndarray:
         """The seeded subsample the checks attack: clean-correct samples."""
@@ -163,17 +167,45 @@ class CheckBase:
         attack = self.registry.get("attacks", name)
         params = dict(params or self.attack_params(name))
         eps = eps_255 / 255.0
-        fooled = np.zeros(len(indices), dtype=bool)
+        # what the audit already ran answers for some samples; only the rest are attacked here
+        known, fooled = self._reused(name, eps_255) if cacheable else (np.zeros(len(indices), dtype=bool),) * 2
+        todo = indices[~known]
+        rest = np.zeros(len(todo), dtype=bool)
         offset = 0
-        for chunk_no, chunk in enumerate(self._chunks(indices)):
+        for chunk_no, chunk in enumerate(self._chunks(todo)):
             x, y = self._data(chunk)
             _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y, eps, params, self._seed(tag or name, eps_255, chunk_no))
             with torch.no_grad():
-                fooled[offset : offset + len(chunk)] = (self.model(x_adv).argmax(1) != y).cpu().numpy()
+                rest[offset : offset + len(chunk)] = (self.model(x_adv).argmax(1) != y).cpu().numpy()
             offset += len(chunk)
+        fooled = fooled.copy()
+        fooled[~known] = rest
+        self.reuse["attacked_here"] += int(len(todo))
         if cacheable:
             self._fooled[key] = fooled
         return fooled
+
+    def _reused(self, name: str, eps_255: float) -> tuple[np.ndarray, np.ndarray]:
+        """(known, fooled) over the subsample from what the audit already ran with the same
+        parameters (``auditor.evaluation.battery``): the battery's own step for ``name`` at
+        this eps, and for PGD on two-class models the clinical targeted trajectories."""
+        known = np.zeros(len(self.sub), dtype=bool)
+        fooled = np.zeros(len(self.sub), dtype=bool)
+        if self._outcomes is None:
+            self._outcomes = step_outcomes(self.results, np.asarray(self.audit.correct, dtype=bool))
+        outcome = self._outcomes.get((name, float(eps_255))) if name in self.prep.params else None
+        if outcome is not None:
+            known = outcome["attacked"][self.sub]
+            fooled = outcome["broken"][self.sub] & known
+            self.reuse["from_battery"] += int(known.sum())
+        shared = getattr(self.audit, "shared_trajectories", None)
+        if name == "pgd" and shared is not None and shared.stands_in_for(self.attack_params("pgd")):
+            covered, hit = shared.pgd_fooled(eps_255, self.sub)
+            new = covered & ~known
+            fooled[new] = hit[new]
+            known = known | covered
+            self.reuse["from_targeted"] += int(new.sum())
+        return known, fooled
 
     def _audit_broken(self, eps_255: float) -> list[int]:
         """Samples any audit attack broke at any eps <= ``eps_255`` (the worst case's rule)."""

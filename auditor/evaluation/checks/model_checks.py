@@ -54,11 +54,11 @@ class ModelChecks(CheckBase):
         norms = []
         for chunk in self._chunks(self.sub):
             x, y = self._data(chunk)
+            xg = x.detach().clone().requires_grad_(True)
+            logits = self.model(xg)  # one forward serves both losses' backward passes
             for loss in ("ce", "margin"):
-                xg = x.detach().clone().requires_grad_(True)
-                logits = self.model(xg)
                 value = F.cross_entropy(logits, y, reduction="sum") if loss == "ce" else margin_loss(logits, y).sum()
-                (grad,) = torch.autograd.grad(value, xg)
+                (grad,) = torch.autograd.grad(value, xg, retain_graph=loss == "ce")
                 flat = grad.flatten(1)
                 finite = torch.isfinite(flat).all(1)
                 zero = finite & (flat.abs().amax(1) == 0)

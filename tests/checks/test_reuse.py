@@ -1,0 +1,78 @@
+"""The checks and the clinical targeted attacks reuse what the battery computed (issue 20)
+without losing what they detect: the reused answers are the ones a fresh run would give,
+and a gradient-masked model still fails its checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from auditor.accounting import PassCounter
+from auditor.architectures import SmallCNN
+from auditor.evaluation.battery import step_outcomes
+from auditor.interfaces import AttackContext
+from plugins.attacks.pgd import pgd_native
+from plugins.attacks.targeted_pgd import TargetedPGD
+from tests.checks.conftest import status_of
+
+
+def test_targeted_pgd_towards_the_other_class_is_untargeted_pgd_on_two_classes():
+    """What lets the checks read PGD's answer from the clinical trajectory: same sign steps."""
+    torch.manual_seed(0)
+    model = SmallCNN(3, 2, width=8).eval()
+    x = torch.rand(12, 3, 32, 32)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # clean-correct by construction
+    eps, alpha, steps = 8 / 255, 2 / 255, 10
+    x_pgd = pgd_native(model, x, y, eps, alpha, steps, 0, "ce", seed=0)
+    with torch.no_grad():
+        fooled = (model(x_pgd).argmax(1) != y).numpy()
+    ctx = AttackContext(model=model, device=torch.device("cpu"), num_classes=2, input_shape=(3, 32, 32),
+                        task="classification", seed=0, batch_size=12, counter=PassCounter())
+    params = {"steps": steps, "restarts": 0, "step_size_eps_fraction": 0.25, "step_size_255": None, "seed": 0}
+    result = TargetedPGD().run(ctx, x, 1 - y, eps, params)
+    assert np.array_equal(result.outputs["final_hit"].numpy(), fooled)
+    assert fooled.any() and result.outputs["hit"].numpy()[fooled].all()
+
+
+def test_every_step_of_an_audit_is_reconstructed_exactly(audited):
+    results = audited("honest")
+    correct = np.asarray(results["samples"]["labels"]) == np.asarray(results["samples"]["clean_pred"])
+    outcomes = step_outcomes(results, correct)
+    assert set(outcomes) == {(a["attack"], float(a["eps_255"])) for a in results["attacks"]}
+    for entry in results["attacks"]:
+        outcome = outcomes[(entry["attack"], float(entry["eps_255"]))]
+        assert int(outcome["attacked"].sum()) == entry["n_attacked"]
+        assert sorted(np.nonzero(outcome["broken"])[0].tolist()) == sorted(entry["samples"]["broken"])
+
+
+def test_a_shuffled_schedule_is_not_reused():
+    """A record whose attacked set does not follow from the schedule is dropped, not guessed."""
+    correct = np.array([True, True, True, False])
+    results = {"config": {"mode": "cascade"}, "attacks": [
+        {"attack": "fgsm", "eps_255": 2.0, "n_attacked": 3, "samples": {"broken": [0]}},
+        {"attack": "pgd", "eps_255": 2.0, "n_attacked": 3, "samples": {"broken": [1]}}]}  # cascade: 2, not 3
+    assert set(step_outcomes(results, correct)) == {("fgsm", 2.0)}
+
+
+def test_masked_model_still_fails_when_the_checks_reuse_the_battery(audited):
+    """round(x*8)/8 after the optimisation: PGD answers come from the battery and the clinical
+    trajectories, check 7 attacks every sample (no white-box audit attack broke one), and the
+    gradient, large-eps, black-box and noise checks still fail."""
+    results = audited("quantised")
+    reuse = results["checks"]["subsample"]["reuse"]
+    assert reuse["from_battery"] + reuse["from_targeted"] > 0
+    items = {i["key"]: i for i in results["checks"]["items"]}
+    large = items["large-eps"]["numbers"]
+    assert large["broken_by_audit_white_box"] == 0 and large["attacked"] == large["n"]
+    status = status_of(results)
+    assert [status[k] for k in ("gradients", "large-eps", "black-box", "noise")] == ["fail"] * 4
+
+
+def test_honest_audit_reads_pgd_back_instead_of_rerunning_it(audited):
+    results = audited("honest")
+    reuse = results["checks"]["subsample"]["reuse"]
+    n, eps_count = results["checks"]["subsample"]["n"], len(results["config"]["eps_255"])
+    # two classes and a positive class: every PGD answer at every eps is read back
+    assert reuse["from_battery"] + reuse["from_targeted"] >= n * eps_count
+    assert results["targeted"]["passes"]["backward_samples"] > 0
