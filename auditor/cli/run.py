@@ -12,6 +12,7 @@ import typer
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.cli.headline import print_headline
+from auditor.cli.plan_view import show_plan
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_severities, parse_size)
 from auditor.engine.record import record_rendering
@@ -159,6 +160,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline results as JSON on stdout.")] = False,
     model_timeout_s: Annotated[float, typer.Option("--model-timeout", help="Seconds one model call may take before the audit ends with exit 3 (resumable with --resume); 0: no limit.")] = 600.0,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run the model in this process instead of a child that cannot write outside --out or reach the network (Linux Landlock); also MEDAUDIT_SANDBOX=off.")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print what the audit would cost and stop: passes per attack x eps (upper bound and the cascade's expected bound from a 16-image probe), the measured time of one pass here, the estimated wall time, and what would bring it under --max-time (--budget quick, --limit N, fewer attacks, a GPU). Attacks nothing at scale; writes nothing.")] = False,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Stop cleanly before the next step (attack x eps, check) once this much time is spent, e.g. 90s, 20m, 2h: results.json and the reports say status incomplete and which steps did not run; exit 5; --resume continues.")] = None,
     metadata: Annotated[Optional[Path], typer.Option("--metadata", help="TOML file naming the device for the report's cover and traceability table: device_name, device_version, manufacturer, intended_use, intended_population, audit_owner (all strings, all optional). Not part of --resume's identity.")] = None,
 ) -> None:
@@ -231,6 +233,12 @@ def run(
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
         max_time=parse_duration(max_time) if max_time is not None else None,
     )
+    if plan:  # loads the model and data, times one pass, probes 16 images; writes nothing to --out
+        code = sandbox.run_in_child([], no_sandbox=no_sandbox)
+        if code is not None:
+            raise typer.Exit(code)
+        show_plan(config, quiet=quiet, as_json=as_json)
+        return
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
     code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox)

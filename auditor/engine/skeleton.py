@@ -23,6 +23,7 @@ import torch
 
 from auditor.accounting import CountingModel, PassCounter
 from auditor.config import config_hash
+from auditor.costs import passes_per_image
 from auditor.engine.cache import SampleCache
 from auditor.engine.prepare import Prepared
 from auditor.engine.record import plugin_provenance, resume_state, time_breakdown
@@ -36,16 +37,10 @@ CLEAN_PASS_UNITS = 1 / 3  # a forward pass costs about a third of a forward + ba
 
 
 def attack_units(attack: Any, params: dict[str, Any]) -> float:
-    """Forward + backward passes per image an attack plans: its steps times its starts
-    (restarts + 1), a black-box attack's queries as forward passes, else its ``cost`` rank."""
-    steps = params.get("steps")
-    if isinstance(steps, (int, float)) and steps > 0:
-        starts = max(int(params.get("starts") or 1), int(params.get("restarts") or 0) + 1)
-        return float(steps) * starts
-    queries = params.get("queries")
-    if isinstance(queries, (int, float)) and queries > 0:
-        return float(queries) * CLEAN_PASS_UNITS
-    return float(getattr(attack, "cost", 1) or 1)
+    """Forward + backward passes per image an attack plans (auditor.costs, the model --plan
+    uses too): gradient steps, plus queries as forward passes."""
+    passes = passes_per_image(attack, params)
+    return passes["forward_backward"] + passes["forward"] * CLEAN_PASS_UNITS
 
 
 class AuditSkeleton(ABC):

@@ -29,7 +29,7 @@ def _prep(out: Path, resume: bool = False, seed: int = 0) -> Any:
     return SimpleNamespace(
         config=config, model=SimpleNamespace(sha256="model-sha"), dataset=_Dataset(), device=torch.device("cpu"),
         num_classes=2, input_shape=(1, 2, 2), task="classification", eps_255=[2.0, 8.0],
-        attacks=[SimpleNamespace(name="cheap"), SimpleNamespace(name="costly")],
+        attacks=[SimpleNamespace(name="cheap"), SimpleNamespace(name="costly")], attack_extra={},
     )
 
 
