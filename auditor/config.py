@@ -176,6 +176,11 @@ class AuditConfig:
     follow_symlinks: bool = False  # read data files whose real path leaves --data (plugins.data.common.DataRoot)
     model_timeout: float | None = 600.0  # seconds one model call may take (auditor.deadline); None/0: no limit
     max_time: float | None = None  # --max-time: stop at a step boundary after this many seconds (auditor.stopping)
+    # query-only targets (auditor.query_target): what the outputs are (--outputs; changes numbers)
+    outputs: str | None = None
+    # the service connection: rate limit, concurrency, auth sources (names, never secrets); no number depends on it
+    service: dict[str, Any] = field(default_factory=dict)
+    max_queries: int | None = None  # --max-queries: stop at a step boundary within this many images queried
     extra: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata: device, intended use, owner (auditor.metadata)
     corruptions: list[str] = field(default_factory=list)  # corruption families (auditor.engine.corruption); []: none
@@ -185,7 +190,7 @@ class AuditConfig:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
         for key in ("out", "formats", "resume", "device", "fail_under", "junit", "model_timeout",
-                    "follow_symlinks", "metadata", "max_time"):  # metadata names the device; it changes no number
+                    "follow_symlinks", "metadata", "max_time", "service", "max_queries"):  # metadata names the device; it changes no number
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

@@ -8,6 +8,7 @@ in :mod:`auditor.interfaces` says (images in [0, 1] in, logits out).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from auditor.deadline import model_call
 from auditor.errors import InputError, MedauditError, UsageError
 from auditor.interfaces import ModelLoader, ModelOptions
+from auditor.query_target import query_target
 from auditor.registry import Registry
 
 KIND = "model_loaders"
@@ -136,12 +138,19 @@ def open_model(
     device: str = "cpu",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> LoadedModel:
+    if is_model_url(path):  # a service endpoint: kept as text (a Path would fold its "//")
+        loaded = _open_query_target(registry, str(path), format, device, extra or {})
+        if mean is not None or std is not None:  # the service expects normalised images
+            loaded.mean, loaded.std = tuple(mean or (0.0,)), tuple(std or (1.0,))
+            loaded.module = NormalizedModel(loaded.module, loaded.mean, loaded.std).eval()
+        return loaded
     path = Path(path)
     _check_file(path)
     name = format or detect_format(registry, path)
     loader: ModelLoader = registry.get(KIND, name)
-    module = loader.load(path, ModelOptions(arch=arch, trust_model=trust_model, device=device))
+    module = loader.load(path, ModelOptions(arch=arch, trust_model=trust_model, device=device, extra=extra or {}))
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"{path}: loader '{name}' returned {type(module).__name__}, not a torch.nn.Module")
     if mean is not None or std is not None:
@@ -163,6 +172,41 @@ def open_model(
         input_size=getattr(loader, "input_size", lambda _: None)(path),
         details=getattr(loader, "details", lambda _: None)(path),
     )
+
+
+def is_model_url(path: object) -> bool:
+    """An http(s):// model argument: a model behind an inference service."""
+    return str(path).lower().startswith(("http://", "https://"))
+
+
+def _open_query_target(registry: Registry, url: str, format: str | None, device: str,
+                       extra: dict[str, Any]) -> LoadedModel:
+    """A service endpoint: the first loader that claims the URL (or ``--format``) returns a
+    query-only target. It has no file to hash: its ``sha256`` covers the URL and what the
+    service says about the model (name, versions, platform, input); the behavioural
+    fingerprint (:func:`auditor.query_target.behaviour_fingerprint`) covers the rest."""
+    loaders = [registry.get(KIND, format)] if format else _loaders_in_detection_order(registry)
+    loader = next((item for item in loaders if _claims_url(item, url)), None)
+    if loader is None:
+        raise UsageError(f"no model loader takes a URL{f' (--format {format})' if format else ''}; "
+                         "an Open Inference Protocol endpoint needs the built-in kserve-v2 loader")
+    module = loader.load(url, ModelOptions(device=device, extra=extra))  # type: ignore[arg-type]
+    if query_target(module) is None:
+        raise InputError(f"loader '{loader.name}' returned a {type(module).__name__} for a URL, not a query target")
+    details = getattr(loader, "details", lambda _: None)(url)
+    identity = json.dumps({"url": url, "details": details}, sort_keys=True, default=str)
+    return LoadedModel(
+        module=module.eval(), path=url, sha256=hashlib.sha256(identity.encode()).hexdigest(),  # type: ignore[arg-type]
+        format=loader.name, loader=registry.provider(KIND, loader.name), executes_code=False,
+        input_size=getattr(loader, "input_size", lambda _: None)(url), details=details,
+    )
+
+
+def _claims_url(loader: ModelLoader, url: str) -> bool:
+    try:
+        return bool(loader.detect(url))  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a file loader's detect reads Path.suffix: not a URL loader
+        return False
 
 
 # --------------------------------------------------------------------------- probe
@@ -307,7 +351,7 @@ def probe_model(
         raise InputError(f"model returned shape {shape} for a batch of {batch}; {expected}")
     if len(shape) == 4 and shape[2:] != (height, width):
         raise InputError(f"model returned shape {shape} for {height}x{width} inputs; {expected}")
-    if not _has_input_gradient(module, x):
+    if query_target(module) is None and not _has_input_gradient(module, x):  # a query target has none by design
         raise InputError(
             "the model's output has no gradient with respect to its input (a detached, no_grad or "
             "quantised model?); white-box attacks, the validity checks and the targeted attacks need "

@@ -12,6 +12,7 @@ import typer
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.cli.headline import print_headline
+from auditor.cli.service_options import service_settings
 from auditor.cli.plan_view import show_plan
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_severities, parse_size)
@@ -104,7 +105,7 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
 
 @handle_errors
 def run(
-    model: Annotated[Path, typer.Argument(help="Model file: TorchScript, .pt2, .onnx, a state dict (with --arch) or a pickled module (with --trust-model).")],
+    model: Annotated[str, typer.Argument(help="Model file: TorchScript, .pt2, .onnx, a state dict (with --arch) or a pickled module (with --trust-model); or http(s)://host:port/v2/models/NAME, a model behind an Open Inference Protocol (KServe v2) service, audited through queries only.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled data: class folders, CSV manifest, MedMNIST .npz or image+mask folders.")],
     modality: Annotated[str, typer.Option(help="Modality preset (see `medaudit modalities`): sets channels, input size, eps grid and report text.")] = "dermoscopy",
     task: Annotated[Optional[str], typer.Option(help="classification or segmentation (default: detected from the model's output shape).")] = None,
@@ -163,6 +164,14 @@ def run(
     plan: Annotated[bool, typer.Option("--plan", help="Print what the audit would cost and stop: passes per attack x eps (upper bound and the cascade's expected bound from a 16-image probe), the measured time of one pass here, the estimated wall time, and what would bring it under --max-time (--budget quick, --limit N, fewer attacks, a GPU). Attacks nothing at scale; writes nothing.")] = False,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Stop cleanly before the next step (attack x eps, check) once this much time is spent, e.g. 90s, 20m, 2h: results.json and the reports say status incomplete and which steps did not run; exit 5; --resume continues.")] = None,
     metadata: Annotated[Optional[Path], typer.Option("--metadata", help="TOML file naming the device for the report's cover and traceability table: device_name, device_version, manufacturer, intended_use, intended_population, audit_owner (all strings, all optional). Not part of --resume's identity.")] = None,
+    outputs: Annotated[Optional[str], typer.Option("--outputs", help="Query-only target: what its output holds: logits, probabilities (audited as log-probabilities) or label (only label-only attacks apply). Default: from the service's metadata (an integer output is a label; an output named *prob*/*logit*), else exit 2 asking for it.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnxruntime: audit an .onnx file through ONNX Runtime (CPU), the exact deployed runtime, as a query-only target (score-based attacks only) instead of converting it to PyTorch.")] = None,
+    max_queries: Annotated[Optional[int], typer.Option("--max-queries", help="Query-only target: stop before the next step once N images have been queried (probe, fingerprints, clean pass and attacks); status incomplete, --resume continues; a running step finishes, so the total may pass N by one step.")] = None,
+    rate_limit: Annotated[Optional[float], typer.Option("--rate-limit", help="Service: at most R requests per second.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Service: K requests in flight (a batch is split into K requests).")] = 1,
+    auth_env: Annotated[Optional[str], typer.Option("--auth-env", help="Service: name of the environment variable holding a bearer token (sent as 'Authorization: Bearer ...' to the target host only; never written to results, reports or logs).")] = None,
+    auth_header_file: Annotated[Optional[Path], typer.Option("--auth-header-file", help="Service: file of 'Header-Name: value' lines sent with every request to the target host only (e.g. an API key); never written out.")] = None,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Service: seconds one request may take before it is retried (timeouts, 429 and 5xx are retried 6 times with exponential backoff and jitter).")] = 60.0,
 ) -> None:
     registry = get_registry()
     formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
@@ -176,8 +185,9 @@ def run(
                 else (parse_floats(mean, "--mean"), parse_floats(std, "--std")))
     if task is not None and task not in ("classification", "segmentation"):
         raise UsageError(f"--task: '{task}' is not classification or segmentation")
-    if not model.exists():
-        raise UsageError(f"model file {model} does not exist")
+    target = service_settings(model, model_format=model_format, runtime=runtime, outputs=outputs,
+                              max_queries=max_queries, rate_limit=rate_limit, concurrency=concurrency,
+                              auth_env=auth_env, auth_header_file=auth_header_file, request_timeout=request_timeout)
     if not data.exists():
         raise UsageError(f"data path {data} does not exist")
     if defense is not None:
@@ -214,7 +224,7 @@ def run(
         if not folder.is_dir():
             raise UsageError(f"--template-dir: {folder} is not a folder")
     config = AuditConfig(
-        model=model, data=data, out=out, model_format=model_format, arch=arch, trust_model=trust_model,
+        model=target.model, data=data, out=out, model_format=target.model_format, arch=arch, trust_model=trust_model,
         mean=mean_std[0], std=mean_std[1], preprocess=preprocess, data_format=data_format,
         split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
         channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
@@ -232,6 +242,7 @@ def run(
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
         max_time=parse_duration(max_time) if max_time is not None else None,
+        outputs=outputs, service=target.service, max_queries=max_queries,
     )
     if plan:  # loads the model and data, times one pass, probes 16 images; writes nothing to --out
         code = sandbox.run_in_child([], no_sandbox=no_sandbox)
@@ -241,7 +252,8 @@ def run(
         return
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
-    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox)
+    # a service runs no model code here, and the sandbox has no network to reach it with
+    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox or target.url)
     if code is not None:  # the sandboxed child ran this same command
         raise typer.Exit(code)
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

@@ -30,6 +30,7 @@ from auditor.accounting import PassTimer, time_one_pass
 from auditor.engine.prepare import Prepared
 from auditor.engine.corruption import CorruptionRun, corruption_units
 from auditor.engine.record import environment, overhead_block, results_header
+from auditor.engine.service import target_of
 from auditor.engine.skeleton import AuditSkeleton
 from auditor.steps import attack_chunk, merge_details, query_block, step_seed
 from auditor.engine.summary import summarise
@@ -285,7 +286,9 @@ class ClassificationAudit(AuditSkeleton):
         """Targeted attacks, validity checks and clinical metrics, after the attack steps. The
         targeted attacks run first: on two-class models the checks reuse their PGD trajectories."""
         targeted, scores = None, None
-        if positive["index"] is not None and not self.stop.check("clinical targeted attacks"):
+        if target_of(self.prep) is not None:  # targeted PGD needs gradients a query-only target lacks
+            results["targeted_skipped"] = "targeted PGD needs input gradients; the target answers queries only"
+        elif positive["index"] is not None and not self.stop.check("clinical targeted attacks"):
             with self.progress.task("targeted attacks (clinical directions)", None):
                 targeted, scores = run_targeted(self, positive, results)
         results["targeted"] = targeted
@@ -311,9 +314,10 @@ class ClassificationAudit(AuditSkeleton):
             "ids": self.ids, "labels": self.labels.tolist(), "clean_pred": self.clean_pred.tolist(),
             "clean_confidence": self.clean_conf.tolist(), "clean_probs": self.clean_probs.round(6).tolist(),
         }
-        sample_x = self._batch(np.arange(min(self.n, self.config.batch_size)))[0]
-        self.pass_timer = PassTimer(self.prep.model.module, sample_x)
-        results["timing"] = {"one_pass": time_one_pass(self.prep.model.module, sample_x)}
+        if target_of(self.prep) is None:  # timing a query-only target would spend queries on it
+            sample_x = self._batch(np.arange(min(self.n, self.config.batch_size)))[0]
+            self.pass_timer = PassTimer(self.prep.model.module, sample_x)
+            results["timing"] = {"one_pass": time_one_pass(self.prep.model.module, sample_x)}
         self.broken_before = np.zeros(self.n, dtype=bool)  # cascade: broken at a smaller eps
 
     def start_eps(self, eps_255: float) -> None:

@@ -13,6 +13,7 @@ import torch
 from auditor.accounting import PassCounter
 from auditor.config import AuditConfig, resolve_device
 from auditor.datasets import open_dataset
+from auditor.engine.service import check_target, split_attacks
 from auditor.errors import InputError, MedauditError, UsageError
 from auditor.evaluation.defenses import attach_defense
 from auditor.interfaces import AttackContext, DataOptions, Dataset
@@ -45,6 +46,8 @@ class Prepared:
     attack_extra: dict[str, Any] = field(default_factory=dict)  # AttackContext.extra (e.g. --surrogate)
     defense: Any = None  # auditor.evaluation.defenses.DefendedModels when --defense is given
     input_size_source: str = "modality"  # what decided the input size: user | model | data | modality
+    # attacks a query-only target does not allow, with the reason (auditor.engine.service)
+    skipped_attacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare(config: AuditConfig, registry: Registry, progress: Progress | None = None) -> Prepared:
@@ -58,6 +61,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         model = open_model(
             registry, config.model, format=config.model_format, arch=config.arch,
             trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
+            extra={**config.service, "outputs": config.outputs, "classes": len(config.classes or []) or None},
         )
     declared_channels = (model.details or {}).get("input_channels")  # e.g. a Keras (N, H, W, C) input
     channels = config.channels or declared_channels or infer_input_channels(model.module) or modality.channels
@@ -65,6 +69,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
     input_shape = (channels, input_size[0], input_size[1])
     probe = probe_model(model.module, input_shape, device)
     task = config.task or probe.task
+    target = check_target(config, model, task)  # a query-only target: what it cannot take part in
     warnings = _output_warnings(config, model, probe, task)
 
     with progress.task("opening data", None):
@@ -81,7 +86,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
     if task == "classification":
         class_names = _class_names_for(dataset, num_classes, warnings)
 
-    attacks = _attacks(config, registry, task)
+    attacks, skipped_attacks = split_attacks(_attacks(config, registry, task), target, bool(config.attacks))
     eps_255 = sorted(config.eps_255 or list(modality.eps_255))
     dummy_ctx = AttackContext(
         model=model.module, device=device, num_classes=num_classes, input_shape=input_shape,
@@ -100,7 +105,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         config=config, model=model, dataset=dataset, modality=modality, task=task, attack_extra=dummy_ctx.extra,
         num_classes=num_classes, class_names=class_names, input_shape=input_shape, device=device,
         attacks=attacks, params=params, eps_255=eps_255, warnings=warnings, probe=probe, registry=registry,
-        defense=defense, input_size_source=input_size_source,
+        defense=defense, input_size_source=input_size_source, skipped_attacks=skipped_attacks,
     )
 
 

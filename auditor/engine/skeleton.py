@@ -27,6 +27,8 @@ from auditor.costs import passes_per_image
 from auditor.engine.cache import SampleCache
 from auditor.engine.prepare import Prepared
 from auditor.engine.record import plugin_provenance, resume_state, time_breakdown
+from auditor.engine.service import end_identity, query_rules, refresh, start_identity
+from auditor.errors import InputError
 from auditor.interfaces import AttackContext
 from auditor.progress import Progress
 from auditor.results import write_results
@@ -109,7 +111,7 @@ class AuditSkeleton(ABC):
     def stop_rules(self) -> list[StopRule]:
         """The rules that may end this audit early (``--max-time``; add a query budget here)."""
         seconds = getattr(self.config, "max_time", None)
-        return [TimeLimit(seconds)] if seconds else []
+        return ([TimeLimit(seconds)] if seconds else []) + query_rules(self.prep)
 
     def mark_incomplete(self, results: dict[str, Any]) -> None:
         """A stopped audit: ``status: incomplete``, what did not run and why; the worst case
@@ -154,6 +156,7 @@ class AuditSkeleton(ABC):
                 results["worst_case"] = self.worst_case(entries)
                 results["gallery"] = self.gallery
                 results["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                refresh(self.prep, results)  # a query-only target's traffic so far
                 write_results(out, results)
             self.end_eps(eps_255)
         if self.stop.check(self.finish_label):
@@ -171,10 +174,12 @@ class AuditSkeleton(ABC):
         self.before()
         results = self.base_results(cfg_hash)
         done, self.gallery = resume_state(config.resume, out, cfg_hash, results, self.progress)
+        start_identity(prep, results)  # a query-only target: fingerprinted, and compared on --resume
         with self.progress.plan("whole audit", self.planned_units()):
             self._planned_run(results, done, out)
         if self.stop.stopped:
             self.mark_incomplete(results)
+        end_identity(prep, results)  # a query-only target that changed under the audit fails it
         provenance = plugin_provenance(prep)
         if provenance and provenance != results.get("provenance", {}).get("plugins"):
             results.setdefault("provenance", {})["plugins"] = provenance  # the checks and clinical attacks used more
@@ -182,4 +187,6 @@ class AuditSkeleton(ABC):
         wall_s = time.perf_counter() - started
         results.setdefault("timing", {}).update(time_breakdown(results, wall_s, self.clean_s, set(done)))
         write_results(out, results)
+        if results.get("status") == "failed":
+            raise InputError(f"{results['failure']}; results.json records both fingerprints, its numbers mix two models")
         return results

@@ -22,6 +22,7 @@ from auditor.reporting import plots
 from auditor.reporting.corruption_view import corruption_view
 from auditor.reporting.filters import css_colour, eps255, is_finite, pct, short_date
 from auditor.reporting.plots_segmentation import segmentation_figures as build_segmentation_figures
+from auditor.reporting.query_view import query_target_view
 from auditor.reporting.universal_view import saliency_view, universal_view
 from auditor.results import number_or_none
 
@@ -344,6 +345,7 @@ def build_context(results: dict[str, Any], rendered_at: str | None = None) -> di
         "gallery": gallery(results),
         "universal": universal_view(results), "saliency": saliency_view(results),
         "corruption": corruption_view(results),  # natural robustness (auditor.engine.corruption)
+        "query_target": query_target_view(results),  # a model audited through queries only
         "checks": checks_view(results),
         "clinical": _dict(results.get("clinical")),
         "targeted": _dict(results.get("targeted")),

@@ -12,7 +12,9 @@ from auditor.hookspecs import hookimpl
 from auditor.interfaces import ModelLoader
 from plugins.models.exported import ExportLoader
 from plugins.models.keras_model import KerasLoader
+from plugins.models.kserve_v2 import KServeV2Loader
 from plugins.models.onnx_model import OnnxLoader
+from plugins.models.onnx_runtime import OnnxRuntimeLoader
 from plugins.models.pickled import PickleLoader
 from plugins.models.state_dict import StateDictLoader
 from plugins.models.torchscript import TorchScriptLoader
@@ -22,6 +24,8 @@ LOADERS: tuple[type[ModelLoader], ...] = (
     ExportLoader,
     OnnxLoader,
     KerasLoader,
+    KServeV2Loader,  # http(s):// URLs only
+    OnnxRuntimeLoader,  # --runtime onnxruntime only
     StateDictLoader,
     PickleLoader,
 )

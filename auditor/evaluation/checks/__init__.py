@@ -41,6 +41,7 @@ from auditor.evaluation.checks.attack_checks import AttackChecks
 from auditor.evaluation.checks.base import DEFAULT_SAMPLES, REFERENCES, STATUSES, check_result, skipped_checks, summarise_checks
 from auditor.evaluation.checks.model_checks import ModelChecks
 from auditor.evaluation.checks.pure import check_class_count, check_degenerate, check_monotone_sequences
+from auditor.query_target import QueryTarget, query_target
 
 __all__ = ["DEFAULT_SAMPLES", "REFERENCES", "STATUSES", "ValidityChecks", "check_class_count",
            "check_degenerate", "check_monotone_sequences", "check_result", "run_checks", "skipped_checks", "summarise_checks"]
@@ -56,11 +57,25 @@ class ValidityChecks(ModelChecks, AttackChecks):
                   ("large-eps", self.check_large_eps), ("convergence", self.check_convergence),
                   ("noise", self.check_noise), ("class-count", self.check_class_count),
                   ("degenerate", self.check_degenerate)]
+        target = query_target(self.prep.model.module)
+        if target is not None:  # the others run PGD/FGSM or read gradients: skipped, saying why
+            checks = [(key, check if key in QUERY_ONLY_CHECKS else _skipped_for(target, i, key))
+                      for i, (key, check) in enumerate(checks, 1)]
         out = self.run_items([(i, key, check) for i, (key, check) in enumerate(checks, 1)], progress,
                              {"n": int(len(self.sub)), "of_clean_correct": int(self.audit.correct.sum()),
                               "indices": [int(i) for i in self.sub], "seed": self.config.seed})
         out["subsample"]["reuse"] = dict(self.reuse)  # sample x eps answers read back, not recomputed
         return out
+
+
+QUERY_ONLY_CHECKS = frozenset({"logits", "determinism", "class-count", "degenerate"})
+
+
+def _skipped_for(target: QueryTarget, check_id: int, key: str) -> Any:
+    def skipped() -> dict[str, Any]:
+        return check_result(check_id, key, key, "skipped", f"needs input gradients (it runs white-box PGD/FGSM or reads "
+                                                    f"gradients); the {target.kind} answers queries only")
+    return skipped
 
 
 def run_checks(audit: Any, results: dict[str, Any], samples: int = DEFAULT_SAMPLES,
