@@ -37,6 +37,80 @@ def generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (the "lowbias32" constants) on int64 tensors; products wrap
+    mod 2**64 and only their low 32 bits are kept, so the result is exact on every device."""
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & _MASK32
+    h = h ^ (h >> 15)
+    h = (h * 0x846CA68B) & _MASK32
+    return h ^ (h >> 16)
+
+
+class SampleStreams:
+    """One random stream per sample, so that what an attack draws for a sample depends on
+    that sample's seed only, never on which other samples share its batch (or on the batch
+    size, an out-of-memory split, or a Ray shard). Counter-based: draw k of a sample's
+    stream is a hash of (its seed, k), computed on the device in one vectorised call, with
+    no generator objects and no host round trips. ``subset(idx)`` views some of the
+    samples; draws through it advance the same streams."""
+
+    def __init__(self, seeds: torch.Tensor, drawn: torch.Tensor | None = None,
+                 rows: torch.Tensor | None = None) -> None:
+        self.seeds = seeds
+        self.drawn = torch.zeros_like(seeds) if drawn is None else drawn
+        self.rows = torch.arange(len(seeds), device=seeds.device) if rows is None else rows
+
+    @classmethod
+    def of(cls, seed: "int | SampleStreams", n: int, device: torch.device,
+           sample_seeds: list[int] | None = None) -> "SampleStreams":
+        """Streams for ``n`` samples: ``sample_seeds`` (one per sample, as the step routine
+        sets them) when given, else derived from ``seed`` and the position in the batch."""
+        if isinstance(seed, SampleStreams):
+            return seed
+        if sample_seeds is not None and len(sample_seeds) == n:
+            seeds = torch.as_tensor([int(s) & _MASK32 for s in sample_seeds], dtype=torch.int64, device=device)
+        else:
+            seeds = _mix32(torch.arange(n, dtype=torch.int64, device=device) ^ (int(seed) & _MASK32))
+        return cls(seeds)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, idx: torch.Tensor) -> "SampleStreams":
+        return SampleStreams(self.seeds, self.drawn, self.rows[idx])
+
+    def _bits(self, per_sample: int) -> torch.Tensor:
+        """(samples, per_sample) uniform 32-bit integers; advances each stream."""
+        rows = self.rows
+        position = self.drawn[rows][:, None] + torch.arange(per_sample, device=rows.device)
+        self.drawn[rows] += per_sample
+        h = _mix32(_mix32(position & _MASK32) ^ self.seeds[rows][:, None])
+        return _mix32(h ^ (position >> 32))
+
+    def rand(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+        """Uniform [0, 1) floats of ``(samples, *shape)``."""
+        count = int(torch.Size(shape).numel())
+        return ((self._bits(count) >> 8).float() * 2.0 ** -24).reshape(len(self), *shape)
+
+    def randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Integers in [low, high) of ``(samples, *shape)``."""
+        count = int(torch.Size(shape).numel())
+        u = self._bits(count).double() * 2.0 ** -32
+        return (low + (u * (high - low)).floor().long()).clamp_max(high - 1).reshape(len(self), *shape)
+
+
+def sample_streams(params: dict, n: int, device: torch.device, seed: "int | SampleStreams | None" = None
+                   ) -> SampleStreams:
+    """The streams of an attack's chunk: ``params["sample_seeds"]`` (set per sample by the
+    step routine) when present, else derived from ``seed`` (default ``params["seed"]``)."""
+    return SampleStreams.of(params.get("seed", 0) if seed is None else seed, n, device,
+                            params.get("sample_seeds"))
+
+
 def step_size(params: dict, eps: float) -> float:
     """A PGD step: the larger of ``step_size_eps_fraction`` x eps and ``step_size_255`` / 255
     (whichever of the two the budget sets)."""

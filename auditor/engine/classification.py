@@ -135,10 +135,10 @@ class ClassificationAudit(AuditSkeleton):
         attack_time = 0.0
         t0 = time.perf_counter()
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", len(candidates)) as task:
-            for chunk_no, chunk in enumerate(self._chunks(candidates)):
+            for chunk in self._chunks(candidates):
                 x, y, _ = self._batch(chunk)
-                seed = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
-                result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y, eps, params, seed)
+                seed = step_seed(self.config.seed, attack.name, eps_255)
+                result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y, eps, params, seed, chunk)
                 attack_time += seconds
                 projected += len(chunk) if outside else 0
                 delta = x_adv - x

@@ -214,14 +214,15 @@ class SegmentationAudit(AuditSkeleton):
         attack_time = 0.0
         t0 = time.perf_counter()
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", self.n) as task:
-            for chunk_no, chunk in enumerate(self._chunks(np.arange(self.n))):
+            for chunk in self._chunks(np.arange(self.n)):
                 x, y, roi, _ = self._batch(chunk)
                 y_attack = torch.where(roi, y, torch.full_like(y, IGNORE_INDEX)) if roi is not None else y.clone()
-                seed = step_seed(self.config.seed, attack.name, eps_255, chunk_no)
+                seed = step_seed(self.config.seed, attack.name, eps_255)
                 ticks = IterationTicks(task, len(chunk), int(attack_units(attack, params)))
                 self.ctx.extra["on_iteration"] = ticks
                 try:
-                    result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y_attack, eps, params, seed)
+                    result, x_adv, outside, seconds = attack_chunk(attack, self.ctx, x, y_attack, eps, params, seed,
+                                                                   chunk)
                 finally:
                     self.ctx.extra.pop("on_iteration", None)
                 attack_time += seconds

@@ -212,13 +212,13 @@ def _targeted_eps(audit: Any, attack: Any, params: dict[str, Any], eps_255: floa
     final_hit = np.zeros(len(indices), dtype=bool)
     where = np.nonzero(todo)[0]
     bs = max(int(config.batch_size), 1)
-    for chunk_no, start in enumerate(range(0, len(where), bs)):
+    for start in range(0, len(where), bs):
         rows = where[start : start + bs]
         chunk = indices[rows]
         x, _, _ = audit._batch(chunk)
         tgt = torch.as_tensor(targets[rows], device=x.device, dtype=torch.long)
-        seed = step_seed(config.seed, "targeted-pgd", eps_255, chunk_no)
-        result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps_255 / 255.0, params, seed)
+        seed = step_seed(config.seed, "targeted-pgd", eps_255)
+        result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps_255 / 255.0, params, seed, chunk)
         best[rows] = result.outputs["best_target_prob"].double().cpu().numpy()
         hit[rows] = result.outputs["hit"].cpu().numpy()
         final_hit[rows] = result.outputs["final_hit"].cpu().numpy()

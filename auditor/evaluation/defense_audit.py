@@ -62,10 +62,10 @@ def transfer_pass(audit: Any) -> dict[str, Any]:
             candidates = np.nonzero(open_)[0]
             params = dict(prep.params[attack.name])
             with audit.progress.task(f"non-adaptive {attack.name} eps={eps_255:g}/255", len(candidates)) as task:
-                for chunk_no, chunk in enumerate(audit._chunks(candidates)):
+                for chunk in audit._chunks(candidates):
                     x, y, _ = audit._batch(chunk)
-                    seed = step_seed(audit.config.seed, attack.name, eps_255, chunk_no)
-                    _, x_adv, _, _ = attack_chunk(attack, ctx, x, y, eps, params, seed)
+                    seed = step_seed(audit.config.seed, attack.name, eps_255)
+                    _, x_adv, _, _ = attack_chunk(attack, ctx, x, y, eps, params, seed, chunk)
                     with torch.no_grad():
                         for view, module in views.items():
                             fooled = (module(x_adv).argmax(1) != y).cpu().numpy()

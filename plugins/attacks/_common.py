@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from auditor.numerics import SampleStreams
+
 
 _SQUARE_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
                     (8000, 256))
@@ -22,25 +24,27 @@ def p_selection(p_init: float, iteration: int, total: int) -> float:
 
 
 def square_proposal(x: torch.Tensor, x_best: torch.Tensor, eps: float, side: int,
-                    gen: torch.Generator) -> torch.Tensor:
+                    streams: SampleStreams) -> torch.Tensor:
     """One Square Attack step for a batch: in a random ``side`` x ``side`` window per sample,
     set every channel to x +- eps (one sign per channel), redrawing signs that would leave
     the window unchanged (up to 10 draws, as the paper does); elsewhere keep ``x_best``.
-    All drawn on the inputs' device."""
-    n, c, h, w = x.shape
+    All drawn on the inputs' device, each sample from its own stream (redraws included, so
+    a sample's draws never depend on its batch)."""
+    _, c, h, w = x.shape
     device = x.device
-    top = torch.randint(0, h - side + 1, (n, 1), generator=gen, device=device)
-    left = torch.randint(0, w - side + 1, (n, 1), generator=gen, device=device)
+    top = streams.randint(0, h - side + 1, (1,))
+    left = streams.randint(0, w - side + 1, (1,))
     rows = torch.arange(h, device=device)
     cols = torch.arange(w, device=device)
     inside = (((rows >= top) & (rows < top + side))[:, None, :, None]
               & ((cols >= left) & (cols < left + side))[:, None, None, :])  # (n, 1, h, w)
-    sign = torch.randint(0, 2, (n, c, 1, 1), generator=gen, device=device).to(x.dtype) * 2 - 1
+    sign = streams.randint(0, 2, (c, 1, 1)).to(x.dtype) * 2 - 1
     proposal = torch.clamp(x + eps * sign, 0.0, 1.0)
     for _ in range(9):
         same = ((proposal - x_best).abs() * inside).flatten(1).amax(1) < 1e-7
         if not bool(same.any()):
             break
-        redraw = torch.randint(0, 2, (n, c, 1, 1), generator=gen, device=device).to(x.dtype) * 2 - 1
-        proposal = torch.where(same[:, None, None, None], torch.clamp(x + eps * redraw, 0.0, 1.0), proposal)
+        again = same.nonzero().squeeze(1)  # only these samples draw: the others' streams stay put
+        redraw = streams.subset(again).randint(0, 2, (c, 1, 1)).to(x.dtype) * 2 - 1
+        proposal[again] = torch.clamp(x[again] + eps * redraw, 0.0, 1.0)
     return torch.where(inside, proposal, x_best)

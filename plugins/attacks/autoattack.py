@@ -35,7 +35,7 @@ import torch
 
 from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, loss_and_gradient, project
+from auditor.numerics import SampleStreams, check_budget, loss_and_gradient, project, sample_streams
 from plugins.attacks.square import run_art_square, square_native
 
 BUDGET = {
@@ -62,11 +62,12 @@ def apgd_checkpoints(steps: int) -> list[int]:
 
 
 def apgd_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                restarts: int, loss: str, seed: int, rho: float = 0.75) -> torch.Tensor:
+                restarts: int, loss: str, seed: int | SampleStreams, rho: float = 0.75) -> torch.Tensor:
     """Untargeted L-inf APGD (Croce & Hein 2020, Algorithm 1). Returns, per sample, the
     first misclassified iterate found, else the highest-loss one. No host round trips in
-    the step loop; one success check per restart selects the samples left to attack."""
-    gen = generator(seed, x.device)
+    the step loop; one success check per restart selects the samples left to attack.
+    Random starts come from each sample's own stream."""
+    streams = SampleStreams.of(seed, len(x), x.device)
     best_out = x.clone()
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
     checkpoints = set(apgd_checkpoints(steps))
@@ -77,7 +78,7 @@ def apgd_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         x0, y0 = x[idx], y[idx]
         n = len(idx)
         view = (n,) + (1,) * (x.dim() - 1)
-        noise = torch.rand(x0.shape, generator=gen, device=x.device) * 2 - 1
+        noise = streams.subset(idx).rand(x0.shape[1:]).to(x.dtype) * 2 - 1
         scale = noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(view)
         x_adv = project(x0 + eps * noise / scale, x0, eps)
         step = torch.full(view, 2 * eps, device=x.device)
@@ -156,6 +157,7 @@ class AutoAttack(Attack):
         x_adv = x.clone()
         robust = torch.ones(len(x), dtype=torch.bool, device=x.device)
         broken_by: dict[str, int] = {}
+        streams = sample_streams(params, len(x), x.device)  # one per sample, through every sub-attack
         for i, sub in enumerate(params["sub_attacks"]):
             idx = robust.nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -163,12 +165,13 @@ class AutoAttack(Attack):
                 continue
             seed_everything(params["seed"] + i)
             if sub == "square" and params["backend"] == "native":
-                cand = square_native(ctx, x[idx], y[idx], eps, params["square_queries"], 0.8, 1, params["seed"] + i)[0]
+                cand = square_native(ctx, x[idx], y[idx], eps, params["square_queries"], 0.8, 1,
+                                     streams.subset(idx))[0]
             elif sub == "square":
                 cand = run_art_square(ctx, x[idx], y[idx], eps, params["square_queries"], 0.8, 1, params["seed"] + i)
             elif params["backend"] == "native":
                 cand = apgd_native(ctx.model, x[idx], y[idx], eps, params["apgd_steps"], params["apgd_restarts"],
-                                   "ce" if sub == "apgd-ce" else "dlr", params["seed"] + i)
+                                   "ce" if sub == "apgd-ce" else "dlr", streams.subset(idx))
             else:
                 loss_type = "cross_entropy" if sub == "apgd-ce" else "difference_logits_ratio"
                 cand = project(self._apgd(ctx, x[idx], y[idx], eps, params, loss_type), x[idx], eps)

@@ -25,7 +25,7 @@ import torch
 
 from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, project, step_size
+from auditor.numerics import check_budget, project, sample_streams, step_size
 from plugins.attacks.pgd import pgd_native
 
 BUDGET = {
@@ -63,7 +63,8 @@ class CW(Attack):
             x_adv = from_numpy(attack.generate(to_numpy(x), y=one_hot(y, ctx.num_classes)), x)
             return AttackResult(project(x_adv, x, eps))
         alpha = step_size(params, eps)
-        x_adv = pgd_native(ctx.model, x, y, eps, alpha, params["steps"], params["restarts"], "cw", params["seed"])
+        x_adv = pgd_native(ctx.model, x, y, eps, alpha, params["steps"], params["restarts"], "cw",
+                           sample_streams(params, len(x), x.device))
         return AttackResult(x_adv)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, input_gradient, project, step_size
+from auditor.numerics import SampleStreams, check_budget, input_gradient, project, sample_streams, step_size
 
 BUDGET = {
     "quick": {"steps": 10, "step_size_eps_fraction": 0.25, "step_size_255": None, "restarts": 0},
@@ -33,17 +33,18 @@ BUDGET = {
 
 def pgd_native(
     model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
-    steps: int, restarts: int, loss: str, seed: int,
+    steps: int, restarts: int, loss: str, seed: int | SampleStreams,
 ) -> torch.Tensor:
     """Batched PGD; with restarts, keeps per sample the first restart that misclassifies.
 
     The step loop stays on the device: no ``.item()``, ``.cpu()`` or Python branching on
     tensor values, so on a GPU the steps queue without host round trips. Between restarts
     one success check selects the samples still to attack (a single pass per restart,
-    skipped after the last one: the engine predicts the result anyway)."""
+    skipped after the last one: the engine predicts the result anyway). Random starts come
+    from each sample's own stream (``seed``: the streams, or an int to derive them)."""
     best = x.clone()
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    gen = generator(seed, x.device)
+    streams = SampleStreams.of(seed, len(x), x.device)
     rounds = max(restarts, 1)
     for restart in range(rounds):
         idx = remaining.nonzero().squeeze(1)
@@ -51,7 +52,7 @@ def pgd_native(
             break
         x0, y0 = x[idx], y[idx]
         if restarts > 0:
-            noise = (torch.rand(x0.shape, generator=gen, device=x.device) * 2 - 1) * eps
+            noise = (streams.subset(idx).rand(x0.shape[1:]).to(x.dtype) * 2 - 1) * eps
             x_adv = project(x0 + noise, x0, eps)
         else:
             x_adv = x0.clone()
@@ -93,5 +94,6 @@ class PGD(Attack):
             )
             x_adv = from_numpy(attack.generate(to_numpy(x), y=one_hot(y, ctx.num_classes)), x)
             return AttackResult(project(x_adv, x, eps))
-        x_adv = pgd_native(ctx.model, x, y, eps, alpha, params["steps"], params["restarts"], "ce", params["seed"])
+        x_adv = pgd_native(ctx.model, x, y, eps, alpha, params["steps"], params["restarts"], "ce",
+                           sample_streams(params, len(x), x.device))
         return AttackResult(x_adv)

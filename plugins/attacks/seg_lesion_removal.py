@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, step_size
+from auditor.numerics import check_budget, sample_streams, step_size
 from plugins.attacks.seg_losses import PGD_BUDGET, seg_pgd
 
 
@@ -42,6 +42,6 @@ class SegLesionRemoval(Attack):
     def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
         x_adv, details = seg_pgd(
             ctx.model, x, y, eps, step_size(params, eps), params["steps"], params["starts"], "background",
-            generator(params["seed"], x.device), stop_when_empty=True, on_step=ctx.extra.get("on_iteration"),
+            sample_streams(params, len(x), x.device), stop_when_empty=True, on_step=ctx.extra.get("on_iteration"),
         )
         return AttackResult(x_adv, details=details)

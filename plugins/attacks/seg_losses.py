@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from auditor.numerics import IGNORE_INDEX, SEG_LOSSES as LOSSES, objective_gradient, project, seg_objective  # noqa: F401
+from auditor.numerics import IGNORE_INDEX, SEG_LOSSES as LOSSES, SampleStreams, objective_gradient, project, seg_objective  # noqa: F401
 
 LOSS_TITLES = {"bce": "BCE", "dice": "Dice", "background": "BCE to background"}
 
@@ -43,7 +43,7 @@ def foreground_empty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def seg_pgd(
     model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, alpha: float,
-    steps: int, starts: int, loss: str, generator: torch.Generator, stop_when_empty: bool = False,
+    steps: int, starts: int, loss: str, streams: SampleStreams, stop_when_empty: bool = False,
     on_step: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """Batched L-inf PGD ascending ``loss``. With several starts each image keeps the one
@@ -58,7 +58,7 @@ def seg_pgd(
         if start == 0:
             x_adv = x.clone()
         else:
-            noise = (torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1) * eps
+            noise = (streams.rand(x.shape[1:]).to(x.dtype) * 2 - 1) * eps
             x_adv = project(x + noise, x, eps)
         active = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(steps):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, project
+from auditor.numerics import SampleStreams, check_budget, project, sample_streams
 from plugins.attacks._common import p_selection, square_proposal
 from plugins.attacks.seg_losses import seg_objective
 
@@ -34,17 +34,17 @@ QUERIES = {"quick": 100, "standard": 500, "thorough": 2000}
 
 def square_linf(
     model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, queries: int,
-    p_init: float, loss: str, gen: torch.Generator,
+    p_init: float, loss: str, streams: SampleStreams,
 ) -> torch.Tensor:
-    n, c, h, w = x.shape
-    signs = torch.randint(0, 2, (n, c, 1, w), generator=gen, device=x.device, dtype=torch.int64) * 2 - 1
+    _, c, h, w = x.shape
+    signs = streams.randint(0, 2, (c, 1, w)) * 2 - 1
     x_best = project(x + eps * signs.to(x.dtype), x, eps)
     with torch.no_grad():
         best = seg_objective(model(x_best), target, loss)
     for i in range(1, queries):
         side = int(round(math.sqrt(p_selection(p_init, i, queries) * h * w)))
         side = min(max(side, 1), h, w)
-        x_new = square_proposal(x, x_best, eps, side, gen)
+        x_new = square_proposal(x, x_best, eps, side, streams)
         with torch.no_grad():
             value = seg_objective(model(x_new), target, loss)
         better = value > best
@@ -71,5 +71,5 @@ class SegSquare(Attack):
 
     def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
         x_adv = square_linf(ctx.model, x, y, eps, params["queries"], params["p_init"], params["loss"],
-                            generator(params["seed"], x.device))
+                            sample_streams(params, len(x), x.device))
         return AttackResult(x_adv, queries=np.full(len(x), params["queries"], dtype=np.float64))

@@ -27,7 +27,7 @@ import torch
 
 from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, margin_loss, project
+from auditor.numerics import SampleStreams, check_budget, margin_loss, project, sample_streams
 from plugins.attacks._common import p_selection, square_proposal
 
 QUERIES = {"quick": 100, "standard": 1000, "thorough": 5000}
@@ -53,12 +53,12 @@ def _margin(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def square_linf_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
-                       p_init: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       p_init: float, streams: SampleStreams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched L-inf Square Attack; returns the adversarial images, the queries each
     sample spent and its final margin (<= 0: misclassified)."""
     n, c, h, w = x.shape
     device = x.device
-    stripes = torch.randint(0, 2, (n, c, 1, w), generator=gen, device=device).to(x.dtype) * 2 - 1
+    stripes = streams.randint(0, 2, (c, 1, w)).to(x.dtype) * 2 - 1
     x_best = project(x + eps * stripes, x, eps)
     margin = _margin(model, x_best, y)
     spent = torch.ones(n, dtype=torch.int64, device=device)
@@ -68,7 +68,7 @@ def square_linf_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             break
         side = int(round(math.sqrt(p_selection(p_init, i, queries) * h * w)))
         side = min(max(side, 1), h - 1 if h > 1 else 1, w - 1 if w > 1 else 1)
-        candidate = square_proposal(x[active], x_best[active], eps, side, gen)
+        candidate = square_proposal(x[active], x_best[active], eps, side, streams.subset(active))
         new_margin = _margin(model, candidate, y[active])
         spent[active] += 1
         better = new_margin < margin[active]
@@ -100,13 +100,15 @@ class Square(Attack):
                                    params["seed"])
             return AttackResult(x_adv)
         x_adv, spent = square_native(ctx, x, y, eps, params["queries"], params["p_init"], params["restarts"],
-                                     params["seed"])
+                                     sample_streams(params, len(x), x.device))
         return AttackResult(x_adv, queries=spent.cpu().numpy().astype(np.float64))
 
 
 def square_native(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int, p_init: float,
-                  restarts: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``restarts`` independent runs; a sample already fooled skips the later ones."""
+                  restarts: int, seed: int | SampleStreams) -> tuple[torch.Tensor, torch.Tensor]:
+    """``restarts`` independent runs; a sample already fooled skips the later ones. Each
+    sample draws from its own stream (``seed``: the streams, or an int to derive them)."""
+    streams = SampleStreams.of(seed, len(x), x.device)
     x_adv = x.clone()
     spent = torch.zeros(len(x), dtype=torch.int64, device=x.device)
     robust = torch.ones(len(x), dtype=torch.bool, device=x.device)
@@ -115,7 +117,7 @@ def square_native(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: flo
         if idx.numel() == 0:
             break
         cand, used, margin = square_linf_native(ctx.model, x[idx], y[idx], eps, queries, p_init,
-                                                generator(seed + r, x.device))
+                                                streams.subset(idx))
         spent[idx] += used
         fooled = margin <= 0
         x_adv[idx] = cand

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, project, step_size
+from auditor.numerics import check_budget, project, sample_streams, step_size
 from plugins.attacks.pgd import BUDGET as PGD_BUDGET
 
 
@@ -46,10 +46,10 @@ class TargetedPGD(Attack):
         hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         final_hit = torch.zeros_like(hit)
         best_x = x.clone()
-        gen = generator(params["seed"], x.device)
+        streams = sample_streams(params, len(x), x.device)  # one per sample: its batch never matters
         for _ in range(max(restarts, 1)):
             if restarts > 0:
-                x_adv = project(x + (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps, x, eps)
+                x_adv = project(x + (streams.rand(x.shape[1:]).to(x.dtype) * 2 - 1) * eps, x, eps)
             else:
                 x_adv = x.clone()
             for step in range(steps + 1):

@@ -27,7 +27,7 @@ import torch
 
 from auditor.art_adapter import art_classifier, from_numpy, one_hot, seed_everything, to_numpy
 from auditor.interfaces import Attack, AttackContext, AttackResult
-from auditor.numerics import check_budget, generator, margin_loss, project
+from auditor.numerics import SampleStreams, check_budget, margin_loss, project, sample_streams
 
 QUERIES = {"quick": 500, "standard": 1000, "thorough": 5000}
 COORDINATES = 64
@@ -35,7 +35,7 @@ COORDINATES = 64
 
 @torch.no_grad()
 def zoo_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
-               coordinates: int, seed: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+               coordinates: int, seed: int | SampleStreams, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns adversarial images and the queries spent per sample.
 
     Queries per sample: 1 initial check, then per iteration ``2 * coordinates`` estimates
@@ -44,12 +44,13 @@ def zoo_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
     Everything stays on the device. The only host synchronisation per iteration is the
     compaction to the still-robust samples (a boolean index, whose size the host must
     know): it costs one tiny transfer and saves the ``2 * coordinates`` queries of every
-    sample broken so far. No ``.item()``/``.cpu()`` and no per-sample Python loops."""
+    sample broken so far. No ``.item()``/``.cpu()`` and no per-sample Python loops. Each
+    sample's coordinates come from its own stream."""
     n = len(x)
     shape = x.shape[1:]
     flat_dim = x[0].numel()
     coordinates = min(coordinates, flat_dim)
-    gen = generator(seed, x.device)
+    streams = SampleStreams.of(seed, n, x.device)
     x_adv = x.clone()
     used = torch.ones(n, dtype=torch.long, device=x.device)  # the initial check
     idx = torch.arange(n, device=x.device)[model(x).argmax(1) == y]
@@ -60,7 +61,7 @@ def zoo_native(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
         if k == 0:
             break
         # ``coordinates`` distinct random coordinates per sample, drawn in one call.
-        coords = torch.rand(k, flat_dim, generator=gen, device=x.device).topk(coordinates, dim=1).indices
+        coords = streams.subset(idx).rand((flat_dim,)).topk(coordinates, dim=1).indices
         base = x_adv[idx].reshape(k, flat_dim)
         orig = x[idx].reshape(k, flat_dim).gather(1, coords)
         up = torch.clamp(orig + eps, max=1.0)
@@ -118,6 +119,6 @@ class ZOO(Attack):
             )
             x_adv = from_numpy(attack.generate(to_numpy(x), y=one_hot(y, ctx.num_classes)), x)
             return AttackResult(project(x_adv, x, eps))
-        x_adv, used = zoo_native(ctx.model, x, y, eps, params["queries"], params["coordinates"], params["seed"],
-                                 chunk=max(ctx.batch_size * 8, 256))
+        x_adv, used = zoo_native(ctx.model, x, y, eps, params["queries"], params["coordinates"],
+                                 sample_streams(params, len(x), x.device), chunk=max(ctx.batch_size * 8, 256))
         return AttackResult(x_adv, queries=used.cpu().numpy())

@@ -228,12 +228,12 @@ class AttackChecks(CheckBase):
         eps = eps_255 / 255.0
         noise_fooled = np.zeros(len(self.sub), dtype=bool)
         offset = 0
-        for chunk_no, chunk in enumerate(self._chunks(self.sub)):
+        for chunk in self._chunks(self.sub):
             x, y = self._data(chunk)
-            gen = torch.Generator(device=x.device).manual_seed(self._seed("noise", eps_255, chunk_no))
+            streams = self._streams("noise", eps_255, chunk, x.device)
             with torch.no_grad():
                 for _ in range(NOISE_DRAWS):
-                    noise = (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps
+                    noise = (streams.rand(x.shape[1:]).to(x.dtype) * 2 - 1) * eps
                     pred = self.model(project(x + noise, x, eps)).argmax(1)
                     noise_fooled[offset : offset + len(chunk)] |= (pred != y).cpu().numpy()
             offset += len(chunk)

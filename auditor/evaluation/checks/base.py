@@ -11,7 +11,8 @@ import torch
 
 from auditor.evaluation.battery import step_outcomes
 from auditor.registry import get_registry
-from auditor.steps import attack_chunk, step_seed
+from auditor.numerics import SampleStreams
+from auditor.steps import attack_chunk, sample_seed, step_seed
 
 REFERENCES = (
     "Carlini et al., On Evaluating Adversarial Robustness, arXiv:1902.06705 (2019)",
@@ -145,8 +146,13 @@ class CheckBase:
         bs = max(int(self.config.batch_size), 1)
         return [indices[i : i + bs] for i in range(0, len(indices), bs)]
 
-    def _seed(self, tag: str, eps_255: float, chunk: int) -> int:
-        return step_seed(self.config.seed, f"check:{tag}", eps_255, chunk)
+    def _seed(self, tag: str, eps_255: float) -> int:
+        return step_seed(self.config.seed, f"check:{tag}", eps_255)
+
+    def _streams(self, tag: str, eps_255: float, chunk: np.ndarray, device: torch.device) -> SampleStreams:
+        """One random stream per sample of ``chunk`` (its draws never depend on the chunk)."""
+        seed = self._seed(tag, eps_255)
+        return SampleStreams.of(seed, len(chunk), device, [sample_seed(seed, int(s)) for s in chunk])
 
     def attack_params(self, name: str) -> dict[str, Any]:
         """The audit's parameters for ``name`` when it was in the battery, else its own for the budget."""
@@ -172,9 +178,9 @@ class CheckBase:
         todo = indices[~known]
         rest = np.zeros(len(todo), dtype=bool)
         offset = 0
-        for chunk_no, chunk in enumerate(self._chunks(todo)):
+        for chunk in self._chunks(todo):
             x, y = self._data(chunk)
-            _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y, eps, params, self._seed(tag or name, eps_255, chunk_no))
+            _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y, eps, params, self._seed(tag or name, eps_255), chunk)
             with torch.no_grad():
                 rest[offset : offset + len(chunk)] = (self.model(x_adv).argmax(1) != y).cpu().numpy()
             offset += len(chunk)

@@ -124,10 +124,10 @@ class SegmentationChecks(CheckBase):
         attack = self.registry.get("attacks", name)
         run_params = dict(params or self.attack_params(name))
         dice = []
-        for chunk_no, chunk in enumerate(self._chunks(self.sub)):
+        for chunk in self._chunks(self.sub):
             x, y_attack, y, roi = self._seg_data(chunk)
-            seed = self._seed(tag or name, eps_255, chunk_no)
-            _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y_attack, eps_255 / 255.0, run_params, seed)
+            seed = self._seed(tag or name, eps_255)
+            _, x_adv, _, _ = attack_chunk(attack, self.ctx, x, y_attack, eps_255 / 255.0, run_params, seed, chunk)
             dice.append(self._dice_of(x_adv, y, roi))
         values = np.concatenate(dice) if dice else np.zeros(0)
         if params is None:
@@ -298,12 +298,12 @@ class SegmentationChecks(CheckBase):
         name = "Random noise is much weaker than the attack"
         eps = self.eps_max / 255.0
         noise = []
-        for chunk_no, chunk in enumerate(self._chunks(self.sub)):
+        for chunk in self._chunks(self.sub):
             x, _, y, roi = self._seg_data(chunk)
-            gen = torch.Generator(device=x.device).manual_seed(self._seed("noise", self.eps_max, chunk_no))
+            streams = self._streams("noise", self.eps_max, chunk, x.device)
             worst = np.full(len(chunk), np.inf)
             for _ in range(SEG_NOISE_DRAWS):
-                drawn = project(x + (torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1) * eps, x, eps)
+                drawn = project(x + (streams.rand(x.shape[1:]).to(x.dtype) * 2 - 1) * eps, x, eps)
                 worst = np.fmin(worst, self._dice_of(drawn, y, roi))
             noise.append(worst)
         noise_dice = np.concatenate(noise) if noise else np.zeros(0)
