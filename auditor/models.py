@@ -77,10 +77,14 @@ def model_sha256(path: Path, companions: Sequence[Path] = ()) -> str:
 
 
 class NormalizedModel(torch.nn.Module):
-    """``model((x - mean) / std)``, per channel, so attacks keep working in [0, 1] units."""
+    """``model((x[:, order] - mean) / std)``, per channel, so attacks keep working in [0, 1]
+    units of the stored image. ``channel_order`` (e.g. (2, 1, 0): RGB to BGR for Caffe-style
+    models) is an indexing op, so gradients reach the input unchanged in kind."""
 
-    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, model: torch.nn.Module, mean: Sequence[float], std: Sequence[float],
+                 channel_order: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.channel_order = [int(c) for c in channel_order] if channel_order is not None else None
         mean_t = torch.as_tensor(list(mean), dtype=torch.float32).reshape(1, -1, 1, 1)
         std_t = torch.as_tensor(list(std), dtype=torch.float32).reshape(1, -1, 1, 1)
         if mean_t.numel() == 0 or std_t.numel() == 0:
@@ -94,6 +98,11 @@ class NormalizedModel(torch.nn.Module):
         self.register_buffer("std", std_t)
 
     def forward(self, x: torch.Tensor) -> Any:
+        if self.channel_order is not None:
+            if x.shape[1] != len(self.channel_order):
+                raise UsageError(f"--preprocess reorders {len(self.channel_order)} channels (RGB to BGR) but the "
+                                 f"images have {x.shape[1]}; use --channels {len(self.channel_order)} or another preset")
+            x = x[:, self.channel_order]
         return self.model((x - self.mean) / self.std)
 
 
@@ -103,7 +112,11 @@ PREPROCESS_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "tf": ((0.5,), (0.5,)),  # Keras applications' "tf" mode: x * 2 - 1, in [-1, 1]
     "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet mean/std
     "raw255": ((0.0,), (1.0 / 255.0,)),  # plain 0-255 pixel values
+    # Keras applications' "caffe" mode (VGG, ResNet50): BGR, ImageNet mean subtracted in 0-255
+    "caffe": ((103.939 / 255.0, 116.779 / 255.0, 123.68 / 255.0), (1.0 / 255.0,)),
 }
+# presets whose model reads the channels in another order: index of each model channel in RGB
+PREPROCESS_CHANNEL_ORDER: dict[str, tuple[int, ...]] = {"caffe": (2, 1, 0)}
 
 
 def preprocess_normalization(name: str) -> tuple[list[float], list[float]]:
@@ -112,6 +125,11 @@ def preprocess_normalization(name: str) -> tuple[list[float], list[float]]:
         raise UsageError(f"--preprocess: unknown preset '{name}' (known: {', '.join(PREPROCESS_PRESETS)})")
     mean, std = PREPROCESS_PRESETS[name]
     return list(mean), list(std)
+
+
+def preprocess_channel_order(name: str | None) -> tuple[int, ...] | None:
+    """The channel order a ``--preprocess`` preset feeds the model (None: as stored, RGB)."""
+    return PREPROCESS_CHANNEL_ORDER.get(name) if name else None
 
 
 @dataclass
@@ -139,6 +157,7 @@ def open_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     extra: dict[str, Any] | None = None,
+    channel_order: Sequence[int] | None = None,
 ) -> LoadedModel:
     if is_model_url(path):  # a service endpoint: kept as text (a Path would fold its "//")
         loaded = _open_query_target(registry, str(path), format, device, extra or {})
@@ -153,10 +172,10 @@ def open_model(
     module = loader.load(path, ModelOptions(arch=arch, trust_model=trust_model, device=device, extra=extra or {}))
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"{path}: loader '{name}' returned {type(module).__name__}, not a torch.nn.Module")
-    if mean is not None or std is not None:
+    if mean is not None or std is not None or channel_order is not None:
         mean = tuple(float(v) for v in (mean if mean is not None else (0.0,)))
         std = tuple(float(v) for v in (std if std is not None else (1.0,)))
-        module = NormalizedModel(module, mean, std)
+        module = NormalizedModel(module, mean, std, channel_order)
     module = module.to(device).eval()
     for param in module.parameters():
         param.requires_grad_(False)

@@ -114,7 +114,7 @@ def run(
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow loading a whole pickled nn.Module. This EXECUTES CODE from the model file: use only for files from authors you trust.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406; medaudit wraps the model so attacks work in [0,1].")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
-    preprocess: Annotated[Optional[str], typer.Option(help="The model's input convention instead of --mean/--std: tf (x*2-1), torch (ImageNet mean/std), raw255 (0-255).")] = None,
+    preprocess: Annotated[Optional[str], typer.Option(help="The model's input convention instead of --mean/--std: tf (x*2-1), torch (ImageNet mean/std), raw255 (0-255), caffe (BGR, ImageNet mean subtracted in 0-255).")] = None,
     data_format: Annotated[Optional[str], typer.Option(help="Data layout, overriding detection: folder, csv, npz, seg-folders, ...")] = None,
     follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Read data files (in --data and --detector-fit) whose real path, through a symbolic link or '..', lies outside the data folder; refused by default.")] = False,
     split: Annotated[Optional[str], typer.Option(help="Split to audit (CSV split column, MedMNIST train/val/test).")] = None,

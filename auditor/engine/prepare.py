@@ -17,7 +17,8 @@ from auditor.engine.service import check_target, split_attacks
 from auditor.errors import InputError, MedauditError, UsageError
 from auditor.evaluation.defenses import attach_defense
 from auditor.interfaces import AttackContext, DataOptions, Dataset
-from auditor.models import SingleLogitAsTwoClasses, infer_input_channels, open_model, probe_model
+from auditor.models import (SingleLogitAsTwoClasses, infer_input_channels, open_model, preprocess_channel_order,
+                            probe_model)
 from auditor.numerics import BUDGETS
 from auditor.progress import Progress
 from auditor.registry import Registry
@@ -61,6 +62,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
         model = open_model(
             registry, config.model, format=config.model_format, arch=config.arch,
             trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
+            channel_order=preprocess_channel_order(getattr(config, "preprocess", None)),  # --preprocess caffe: BGR
             extra={**config.service, "outputs": config.outputs, "classes": len(config.classes or []) or None},
         )
     declared_channels = (model.details or {}).get("input_channels")  # e.g. a Keras (N, H, W, C) input

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from auditor.cli import app
 from auditor.errors import InputError
 from auditor.interfaces import ModelOptions
-from auditor.models import PREPROCESS_PRESETS, open_model, preprocess_normalization
+from auditor.models import PREPROCESS_PRESETS, open_model, preprocess_channel_order, preprocess_normalization
 
 keras_model = pytest.importorskip("plugins.models.keras_model")
 try:
@@ -120,11 +120,13 @@ def test_keras_audit_end_to_end(demo_inputs, tmp_path):
 def test_preprocess_presets_feed_the_model_its_convention(registry, tmp_path, preset):
     path, original = _tiny(tmp_path)
     mean, std = preprocess_normalization(preset)
-    loaded = open_model(registry, path, mean=mean, std=std)
+    loaded = open_model(registry, path, mean=mean, std=std, channel_order=preprocess_channel_order(preset))
     x = torch.rand(2, 3, 16, 16)
     expected = {"tf": x * 2 - 1, "raw255": x * 255,
                 "torch": (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)}[preset]
+                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+                # Keras' caffe mode: BGR, then the ImageNet BGR mean subtracted in 0-255
+                "caffe": x.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)}[preset]
     with torch.no_grad():
         probs = torch.softmax(loaded.module(x), 1).numpy()
     np.testing.assert_allclose(probs, original.predict(expected.permute(0, 2, 3, 1).numpy(), verbose=0),
@@ -136,8 +138,8 @@ def test_preprocess_and_mean_together_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["run", str(path), "--data", str(tmp_path), "--preprocess", "tf",
                                       "--mean", "0.5", "--std", "0.5"])
     assert result.exit_code == 2 and "--preprocess" in result.output
-    unknown = CliRunner().invoke(app, ["run", str(path), "--data", str(tmp_path), "--preprocess", "caffe"])
-    assert unknown.exit_code == 2 and "unknown preset 'caffe'" in unknown.output
+    unknown = CliRunner().invoke(app, ["run", str(path), "--data", str(tmp_path), "--preprocess", "bgr-ish"])
+    assert unknown.exit_code == 2 and "unknown preset 'bgr-ish'" in unknown.output
 
 
 def test_legacy_h5_full_model_loads(registry, tmp_path):
