@@ -1,5 +1,6 @@
 """benchmarks/bench_breakdown.py prints where an audit's wall time went, on real ISIC images
-(issue 20). Its seconds are not asserted; that the table has every phase row is."""
+(issue 20), and the ratios against --independent and ART used directly. Its seconds are not
+asserted; that the table has every phase row, and every ratio is printed, is."""
 
 from __future__ import annotations
 
@@ -31,5 +32,9 @@ def test_breakdown_benchmark_smoke(tmp_path):
     assert sum(1 for r in timing["breakdown"] if r["phase"] == "check") >= 5
     assert timing["rendering"]["formats"] == ["html"]
     for line in ("attack pgd eps 8", "check gradients", "clinical targeted attacks", "audit wall time",
-                 "report rendering", "validity checks + targeted attacks"):
+                 "report rendering", "validity checks + targeted attacks", "ratio ART / default audit (c/a)",
+                 "ratio ART / --independent (c/b)", "worst-case robust accuracy (c) ART"):
         assert line in proc.stdout, line
+    peers = json.loads(out.read_text())["compare"]
+    assert peers["ratios"]["c/a"] > 0 and peers["ratios"]["c/b"] > 0
+    assert peers["never_above_art"], peers["worst_case"]  # same attacks: medaudit's worst case is never weaker
