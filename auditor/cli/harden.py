@@ -12,6 +12,7 @@ from auditor import sandbox
 from auditor.cli.common import RichProgress, handle_errors
 from auditor.config import parse_floats, parse_list, parse_size
 from auditor.errors import UsageError
+from auditor.models import preprocess_channel_order, preprocess_normalization
 from auditor.registry import get_registry
 
 HARDEN_HELP = """Adversarially fine-tune a model (PGD-AT or TRADES) and save it as TorchScript.
@@ -64,6 +65,7 @@ def harden(
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow a whole pickled nn.Module. This EXECUTES CODE from the model file.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects (the saved model expects it too).")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
+    preprocess: Annotated[Optional[str], typer.Option(help="The model's input convention instead of --mean/--std, as in `medaudit run`: tf, torch, raw255, caffe (the saved model expects it too).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the held-out split, batch order and attacks.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -79,6 +81,10 @@ def harden(
         raise UsageError(f"data path {data} does not exist")
     if (mean is None) != (std is None):
         raise UsageError("--mean and --std go together")
+    if preprocess is not None and mean is not None:
+        raise UsageError("--preprocess sets the mean and std: give it or --mean/--std, not both")
+    mean_std = (preprocess_normalization(preprocess) if preprocess
+                else (parse_floats(mean, "--mean"), parse_floats(std, "--std")))
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
     config = HardenConfig(
@@ -87,7 +93,8 @@ def harden(
         class_weights=not no_class_weights, split=split, val_split=val_split, val_fraction=val_fraction,
         eval_steps=eval_steps, modality=modality, input_size=parse_size(input_size), channels=channels,
         classes=parse_list(classes, "--classes"), data_format=data_format, model_format=model_format, arch=arch,
-        trust_model=trust_model, mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), limit=limit,
+        trust_model=trust_model, mean=mean_std[0], std=mean_std[1], limit=limit,
+        channel_order=preprocess_channel_order(preprocess),
         seed=seed, device=device, follow_symlinks=follow_symlinks,
     )
     config.check()

@@ -88,6 +88,7 @@ class HardenConfig:
     trust_model: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None
+    channel_order: tuple[int, ...] | None = None  # --preprocess caffe: the model reads BGR
     limit: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -250,7 +251,8 @@ def harden(config: HardenConfig, registry: Any, progress: Progress | None = None
     torch.manual_seed(config.seed)
     with progress.task("loading model", None):
         loaded = open_model(registry, config.model, format=config.model_format, arch=config.arch,
-                            trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std)
+                            trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
+                            channel_order=config.channel_order)
     module = loaded.module
     channels = config.channels or infer_input_channels(module) or modality.channels
     size = config.input_size or modality.input_size
@@ -363,6 +365,8 @@ def _save(module: nn.Module, x_val: torch.Tensor, out: Path) -> None:
     to_save = module.model if isinstance(module, NormalizedModel) else module
     example = x_val[:2]
     if isinstance(module, NormalizedModel):
+        if module.channel_order is not None:
+            example = example[:, module.channel_order]
         example = (example - module.mean) / module.std
     scripted = _script(to_save.eval(), example)
     try:
