@@ -48,7 +48,7 @@ def bare_loop(port: int, batches: list[np.ndarray]) -> float:
     start = time.perf_counter()
     for x in batches:
         body = json.dumps({"inputs": [{"name": "image", "shape": list(x.shape), "datatype": "FP32",
-                                       "data": x.ravel().tolist()}]}).encode()
+                                       "data": x.ravel().tolist()}]}, separators=(",", ":")).encode()
         conn.request("POST", "/v2/models/classifier/infer", body=body, headers={"Content-Type": "application/json"})
         reply = conn.getresponse()
         np.asarray(json.loads(reply.read())["outputs"][0]["data"], dtype=np.float32)

@@ -157,11 +157,10 @@ def end_identity(prep: "Prepared", results: dict[str, Any]) -> None:
     target = target_of(prep)
     if target is None:
         return
-    block = service_block(prep, results) or {}
-    start = (block.get("fingerprint") or {}).get("start") or {}
     now = behaviour_fingerprint(target, prep.input_shape)
+    block = service_block(prep, results) or {}  # after the probe images, so the totals count them
+    start = (block.get("fingerprint") or {}).get("start") or {}
     block["fingerprint"] = {**(block.get("fingerprint") or {}), "end": now, "match": now["sha256"] == start.get("sha256")}
-    block["usage"] = target.usage()
     results["query_target"] = block
     if not block["fingerprint"]["match"]:
         results["status"] = "failed"

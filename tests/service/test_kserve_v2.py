@@ -122,6 +122,29 @@ def test_dead_server_leaves_resumable_results_and_resume_finishes(v2_server, xra
 
 
 @pytest.mark.slow
+def test_query_budget_stops_at_a_step_boundary_and_resume_finishes(v2_server, xray_models, in_process, tmp_path):
+    server = v2_server()
+    out = tmp_path / "svc"
+    # probe, fingerprint and clean pass take 20 images: the budget runs out inside the Square step
+    capped = invoke(*audit_args(server.url, xray_models["npz"], out, "--attacks", ATTACKS, "--max-queries", "60",
+                                "--report-format", "html"))
+    assert capped.exit_code == 5, capped.output
+    results = read_results(out / "results.json")
+    assert results["status"] == "incomplete" and results["incomplete"]["rule"] == "max-queries"
+    assert [e["attack"] for e in results["attacks"]] == ["square"]
+    assert any("zoo" in label for label in results["incomplete"]["not_run"])
+    assert results["query_target"]["queries"]["max_queries"] == 60
+    report = (out / "report.html").read_text()
+    assert "INCOMPLETE AUDIT" in report and "Audited through queries only" in report
+    resumed = invoke(*audit_args(server.url, xray_models["npz"], out, "--attacks", ATTACKS, "--resume"))
+    assert resumed.exit_code == 0, resumed.output
+    final = read_results(out / "results.json")
+    assert final["status"] == "complete" and numbers(final) == numbers(in_process)
+    seen = server.counts()["images"]  # both runs, every image counted once
+    assert final["query_target"]["queries"]["total_images"] == seen
+
+
+@pytest.mark.slow
 def test_model_swapped_mid_audit_fails_the_fingerprint_check(v2_server, xray_models, tmp_path):
     swap = tmp_path / "swap"
     server = v2_server("--alt-model", str(xray_models["alt"]), "--swap-file", str(swap))
