@@ -132,6 +132,7 @@ class AuditConfig:
     out: Path = Path("medaudit-report")
     model_format: str | None = None
     arch: str | None = None
+    custom_objects: str | None = None  # --custom-objects: Keras classes from a module the user names (runs it)
     trust_model: bool = False
     mean: list[float] | None = None
     std: list[float] | None = None

@@ -111,6 +111,7 @@ def run(
     task: Annotated[Optional[str], typer.Option(help="classification or segmentation (default: detected from the model's output shape).")] = None,
     model_format: Annotated[Optional[str], typer.Option("--format", help="Model format, overriding detection: torchscript, export, onnx, state-dict, pickle.")] = None,
     arch: Annotated[Optional[str], typer.Option(help="module:callable that builds the architecture for a state dict, e.g. auditor.architectures:resnet18. This IMPORTS AND RUNS that module's code (found in the installed packages first, then the working directory).")] = None,
+    custom_objects: Annotated[Optional[str], typer.Option("--custom-objects", help="Keras: the custom layers/functions the model file names, from a module YOU name: file.py, file.py:NAME or module:NAME (a dict name -> class; NAME defaults to custom_objects). This IMPORTS AND RUNS that module's code (like --arch); safe_mode stays on.")] = None,
     trust_model: Annotated[bool, typer.Option("--trust-model", help="Allow loading a whole pickled nn.Module. This EXECUTES CODE from the model file: use only for files from authors you trust.")] = False,
     mean: Annotated[Optional[str], typer.Option(help="Per-channel mean the model expects, e.g. 0.485,0.456,0.406; medaudit wraps the model so attacks work in [0,1].")] = None,
     std: Annotated[Optional[str], typer.Option(help="Per-channel std the model expects (with --mean).")] = None,
@@ -242,6 +243,7 @@ def run(
         extra={"missed_fraction": missed_fraction} if missed_fraction is not None else {},
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
         max_time=parse_duration(max_time) if max_time is not None else None,
+        custom_objects=custom_objects,
         outputs=outputs, service=target.service, max_queries=max_queries,
     )
     if plan:  # loads the model and data, times one pass, probes 16 images; writes nothing to --out

@@ -63,7 +63,8 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
             registry, config.model, format=config.model_format, arch=config.arch,
             trust_model=config.trust_model, device=str(device), mean=config.mean, std=config.std,
             channel_order=preprocess_channel_order(getattr(config, "preprocess", None)),  # --preprocess caffe: BGR
-            extra={**config.service, "outputs": config.outputs, "classes": len(config.classes or []) or None},
+            extra={**config.service, "outputs": config.outputs, "classes": len(config.classes or []) or None,
+                   "custom_objects": getattr(config, "custom_objects", None)},
         )
     declared_channels = (model.details or {}).get("input_channels")  # e.g. a Keras (N, H, W, C) input
     channels = config.channels or declared_channels or infer_input_channels(model.module) or modality.channels

@@ -16,6 +16,7 @@ import torch
 
 from auditor.errors import InputError
 from auditor.interfaces import ModelLoader, ModelOptions
+from plugins.models._custom_objects import load_custom_objects
 from plugins.models._torchfile import first_line
 
 MISSING_DEPENDENCY = "Keras models need the optional dependency: pip install 'medaudit[keras]'"
@@ -103,11 +104,16 @@ class KerasLoader(ModelLoader):
 
     def load(self, path: Path, options: ModelOptions) -> torch.nn.Module:
         keras = import_keras()
+        spec = options.extra.get("custom_objects")
+        custom = load_custom_objects(spec) if spec else None  # the user's module: imported, so run
         try:
             # safe_mode refuses Lambda layers carrying Python bytecode: loading them runs it
-            model = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust_model)
+            model = keras.saving.load_model(str(path), compile=False, safe_mode=not options.trust_model,
+                                            custom_objects=custom)
         except Exception as exc:  # corrupt archive, unknown class, Lambda in safe mode, ...
-            hint = " (pass --trust-model only if you trust its author)" if "safe_mode" in str(exc) else ""
+            hint = (" (pass --trust-model only if you trust its author)" if "safe_mode" in str(exc) else
+                    "" if custom else " (a custom layer? name the module defining it with --custom-objects)"
+                    if "deserialized" in str(exc) or "Unknown" in str(exc) else "")
             raise InputError(f"cannot load {path} as a Keras model: {first_line(exc)}{hint}") from None
         if not isinstance(model, torch.nn.Module):
             raise InputError(f"{path}: Keras returned {type(model).__name__}, not a torch module")
@@ -116,6 +122,7 @@ class KerasLoader(ModelLoader):
         self._facts[path] = {
             "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
             "output_activation_removed": removed, "declared_input_shape": list(shape) or None,
+            "custom_objects": {"spec": spec, "names": sorted(custom)} if custom else None,
         }
         if len(shape) == 4 and isinstance(shape[3], int):  # channels-last: (N, H, W, C)
             self._facts[path]["input_channels"] = int(shape[3])
