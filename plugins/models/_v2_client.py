@@ -82,20 +82,21 @@ def parse_endpoint(url: str) -> Endpoint:
 class RateLimiter:
     """At most ``rate`` request starts per second, spaced evenly, across threads."""
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, clock: Any = time.monotonic, sleep: Any = time.sleep) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
+        self.clock, self.sleep = clock, sleep
 
     def wait(self) -> None:
         if not self.interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             slot = max(now, self._next)
             self._next = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            self.sleep(slot - now)
 
 
 class V2Client:

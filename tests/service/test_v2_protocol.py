@@ -14,7 +14,7 @@ import pytest
 
 from auditor.errors import InputError, UsageError
 from auditor.query_target import as_logits, behaviour_fingerprint, refusal
-from plugins.models._v2_client import ClientOptions, ServiceUnavailable, V2Client, parse_endpoint
+from plugins.models._v2_client import ClientOptions, RateLimiter, ServiceUnavailable, V2Client, parse_endpoint
 from plugins.models.kserve_v2 import InputSpec, V2Target, auth_headers, input_spec, output_kind
 
 
@@ -200,3 +200,48 @@ def test_fingerprint_and_refusals(scripted):
     assert first == second and len(first["sha256"]) == 64
     assert "gradients" in refusal("gradients", target()) and refusal("scores", target()) is None
     assert "returns label only" in refusal("scores", target("label"))
+
+
+def test_rate_limit_spaces_request_starts_evenly():
+    clock = {"now": 100.0}
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock["now"] += seconds
+
+    limiter = RateLimiter(4.0, clock=lambda: clock["now"], sleep=sleep)
+    starts = []
+    for _ in range(5):
+        limiter.wait()
+        starts.append(clock["now"])
+    assert [round(b - a, 9) for a, b in zip(starts, starts[1:])] == [0.25] * 4
+    RateLimiter(None, clock=lambda: 0.0, sleep=sleep).wait()  # no limit: no wait
+    assert len(waits) == 4
+
+
+def test_tls_certificates_are_verified_by_default(tmp_path):
+    """A self-signed HTTPS service is refused (exit 3 naming it), not silently trusted."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    Scripted.script, Scripted.seen = [ok()], []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(InputError, match="TLS certificate of https://127.0.0.1:.* not trusted"):
+            target(url=f"https://127.0.0.1:{server.server_address[1]}/v2/models/m").query(
+                np.zeros((1, 1, 2, 2), np.float32))
+        assert Scripted.seen == []  # nothing was sent before the certificate was checked
+    finally:
+        server.shutdown()
+        server.server_close()
