@@ -76,3 +76,50 @@ def test_honest_audit_reads_pgd_back_instead_of_rerunning_it(audited):
     # two classes and a positive class: every PGD answer at every eps is read back
     assert reuse["from_battery"] + reuse["from_targeted"] >= n * eps_count
     assert results["targeted"]["passes"]["backward_samples"] > 0
+
+
+def _three_class_audit(broken: list[int], adv_pred: list[int]):
+    """A finished three-class audit of a tiny seeded CNN on 9 images it classifies correctly
+    by construction, whose battery broke ``broken`` into ``adv_pred`` at eps 8/255."""
+    from types import SimpleNamespace
+
+    from auditor.accounting import CountingModel
+    from auditor.registry import get_registry
+    from plugins.attacks.pgd import BUDGET
+
+    torch.manual_seed(1)
+    model = SmallCNN(3, 3, width=8).eval()
+    x = torch.rand(9, 3, 32, 32)
+    with torch.no_grad():
+        probs = torch.softmax(model(x), 1)
+    labels = probs.argmax(1).numpy()
+    counter = PassCounter()
+    ctx = AttackContext(model=CountingModel(model, counter).eval(), device=torch.device("cpu"), num_classes=3,
+                        input_shape=(3, 32, 32), task="classification", seed=0, batch_size=4, counter=counter)
+    config = SimpleNamespace(seed=0, batch_size=4, budget="quick")
+    prep = SimpleNamespace(config=config, num_classes=3, registry=get_registry(), eps_255=[8.0],
+                           class_names=["a", "b", "c"], params={"pgd": {**BUDGET["quick"], "backend": "native"}})
+    audit = SimpleNamespace(prep=prep, ctx=ctx, counter=counter, n=9, labels=labels, correct=np.ones(9, dtype=bool),
+                            clean_probs=probs.numpy(), _batch=lambda idx: (x[idx], torch.as_tensor(labels[idx]), None))
+    results = {"attacks": [{"attack": "pgd", "eps_255": 8.0,
+                            "samples": {"broken": broken, "adv_pred": adv_pred, "adv_confidence": [0.9] * len(broken)}}]}
+    return audit, results, labels
+
+
+def test_more_classes_do_not_attack_again_what_the_battery_pushed_into_the_target():
+    from auditor.evaluation.clinical import run_targeted
+
+    audit, results, labels = _three_class_audit([], [])
+    positive = {"index": int(labels[0]), "name": "x"}
+    fresh, _ = run_targeted(audit, positive, results)
+    # sample 1 broken by the battery into its target (the positive class, or for a positive
+    # its likeliest other class): a hit without a targeted run
+    others = audit.clean_probs.copy()
+    others[:, positive["index"]] = -1
+    target = int(others[1].argmax()) if labels[1] == positive["index"] else positive["index"]
+    audit2, results2, _ = _three_class_audit([1], [target])
+    reused, _ = run_targeted(audit2, positive, results2)
+    steps = int(audit.prep.params["pgd"]["steps"])
+    assert fresh["passes"]["forward_samples"] - reused["passes"]["forward_samples"] == steps + 1
+    key = "positive_to_negative" if labels[1] == positive["index"] else "negative_to_positive"
+    assert reused["per_eps"][0][key]["k"] >= max(1, fresh["per_eps"][0][key]["k"])
