@@ -20,10 +20,12 @@ def _logits(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
 
-def test_registers_six_loaders_torchscript_first(registry):
-    assert registry.names("model_loaders") == ["torchscript", "export", "onnx", "keras", "state-dict", "pickle"]
+def test_registers_eight_loaders_torchscript_first(registry):
+    # kserve-v2 claims http(s):// URLs only, onnxruntime only --runtime onnxruntime: neither detects a file
+    assert registry.names("model_loaders") == ["torchscript", "export", "onnx", "keras", "kserve-v2", "onnxruntime",
+                                               "state-dict", "pickle"]
     assert [registry.get("model_loaders", n).executes_code for n in registry.names("model_loaders")] == [
-        False, False, False, False, False, True,
+        False, False, False, False, False, False, False, True,
     ]
 
 
@@ -184,7 +186,7 @@ def test_missing_and_unknown_files(registry, tmp_path):
         detect_format(registry, tmp_path / "nope.pt")
     odd = tmp_path / "model.h5"
     odd.write_bytes(b"\x89HDF\r\n")
-    with pytest.raises(InputError, match=r"cannot tell the model format of .*model\.h5; pass --format \(known: torchscript, export, onnx, keras, state-dict, pickle\)"):
+    with pytest.raises(InputError, match=r"cannot tell the model format of .*model\.h5; pass --format \(known: torchscript, export, onnx, keras, kserve-v2, onnxruntime, state-dict, pickle\)"):
         detect_format(registry, odd)
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"garbage")
