@@ -9,6 +9,7 @@ from auditor.cli.common import OneLineErrorsGroup
 from auditor.cli import demo, info, report, run
 from auditor.cli import harden
 from auditor.cli import compare
+from auditor.cli import transfer
 
 app = typer.Typer(
     name="medaudit",
@@ -30,6 +31,7 @@ app.command("plugins")(info.plugins)
 app.command("modalities")(info.modalities)
 app.command("compare", help=compare.COMPARE_HELP)(compare.compare)
 app.command("harden", help=harden.HARDEN_HELP)(harden.harden)
+app.command("transfer", help=transfer.TRANSFER_HELP)(transfer.transfer)
 
 
 def _version(value: bool) -> None:

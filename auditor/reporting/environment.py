@@ -24,6 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from auditor.errors import InputError, UsageError
 from auditor.reporting.context import build_context
 from auditor.reporting.filters import FILTERS
+from auditor.reporting.transfer_view import TRANSFER_KIND, TRANSFER_TEMPLATE, transfer_context
 from report_templates import MAIN_TEMPLATE, TEMPLATE_DIR
 
 
@@ -78,6 +79,9 @@ def render_template(template: str, template_dirs: Iterable[Path] = (), **context
 def render_html(results: dict[str, Any], template_dirs: Iterable[Path] = (), packages: Iterable[str] = (),
                 rendered_at: str | None = None, template: str = MAIN_TEMPLATE) -> str:
     """The report as one self-contained HTML string."""
+    if isinstance(results, dict) and results.get("kind") == TRANSFER_KIND:  # `medaudit transfer`: its own page
+        return _render(make_environment(template_dirs, packages), TRANSFER_TEMPLATE,
+                       transfer_context(results, rendered_at))
     return _render(make_environment(template_dirs, packages), template, build_context(results, rendered_at))
 
 
