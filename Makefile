@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# onnx2torch declares torchvision, which would replace the CPU torch build:
 	# install it without dependencies (medaudit stands in for torchvision).
 	$(PY) -m pip install --quiet --no-deps "onnx2torch>=1.5"
+	# timm too (--arch timm:NAME; medaudit imports it behind a torchvision stand-in)
+	$(PY) -m pip install --quiet --no-deps "timm>=1.0"
+	$(PY) -m pip install --quiet -e ".[timm]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,6 +10,7 @@ import torch
 from auditor.errors import InputError
 from auditor.interfaces import ModelLoader, ModelOptions
 from plugins.models._arch import build_arch, load_weights
+from plugins.models._timm import build_timm
 from plugins.models._torchfile import (
     STATE_DICT_KEYS,
     TORCH_SUFFIXES,
@@ -56,5 +57,8 @@ class StateDictLoader(ModelLoader):
 
 def build_from_state_dict(path: Path, state: dict[str, torch.Tensor], options: ModelOptions) -> torch.nn.Module:
     assert options.arch is not None
-    net = load_weights(build_arch(options.arch), state, path, options.arch)
+    if options.arch.startswith("timm:"):  # a timm network shaped by the weights (plugins.models._timm)
+        net = load_weights(build_timm(options.arch[len("timm:"):], state), state, path, options.arch)
+    else:
+        net = load_weights(build_arch(options.arch), state, path, options.arch)
     return net.to(options.device).eval()
