@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 from auditor.config import AuditConfig
 from auditor.engine.classification import ClassificationAudit
+from auditor.engine.corruption import resolve_families
 from auditor.engine.prepare import prepare
 from auditor.engine.segmentation import SegmentationAudit
 from auditor.errors import InputError
@@ -47,5 +48,7 @@ def run_audit(config: AuditConfig, registry: Registry, progress: Progress | None
     """Prepare the audit, then run the task's audit (results.json is written as it goes)."""
     ensure_out_dir(Path(config.out))
     prep = prepare(config, registry, progress)
+    # --corruptions checked for every task: a segmentation audit refuses it (exit 2), not ignores it
+    resolve_families(prep.registry, list(config.corruptions), list(config.severities), prep.input_shape[0], prep.task)
     audit = SegmentationAudit if prep.task == "segmentation" else ClassificationAudit
     return audit(prep, progress, command).run()
