@@ -168,6 +168,7 @@ class AuditConfig:
     detector_fit_split: str | None = "train"
     detector_fit_limit: int | None = 2000
     detector_samples: int = 64  # clean-correct audit images the detector is evaluated on
+    detectors: list[str] | None = None  # None: mahalanobis, kd-bu and lid (auditor.evaluation.detection.DETECTORS)
     uap: bool = False  # universal perturbations (auditor.evaluation.universal)
     uap_fit: Path | None = None  # fit them on this data; else on a seeded half of --data
     uap_fit_split: str | None = None

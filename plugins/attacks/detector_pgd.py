@@ -2,12 +2,14 @@
 
 The adaptive attacker of Carlini & Wagner, "Adversarial Examples Are Not Easily Detected:
 Bypassing Ten Detection Methods", AISec 2017: L-inf PGD from the clean image ascending
-``CE(logits, y) - lam * score / threshold``, where the detector scores an input (higher =
-more adversarial) and ``threshold`` is its operating point. White-box against model and
-detector. Internal (``public = False``): the detection audit runs it, with the detector in
+``CE(logits, y) - lam * score / scale``, where the detector scores an input (higher =
+more adversarial), ``threshold`` is its operating point and ``scale`` (default: the
+threshold) the score's unit, so each detector's own score drives its own attacker.
+White-box against model and detector. Internal (``public = False``): the detection audit runs it, with the detector in
 ``ctx.extra["detector"]`` (an object whose ``forward(x)`` returns ``(logits, score)``).
 
-Parameters: ``steps``, ``step_size_255`` (default max(eps/8, 0.25/255)), ``lam``, ``threshold``.
+Parameters: ``steps``, ``step_size_255`` (default max(eps/8, 0.25/255)), ``lam``, ``threshold``,
+``scale``.
 """
 
 from __future__ import annotations
@@ -32,18 +34,19 @@ class DetectorAwarePGD(Attack):
     public = False
 
     def parameters(self, budget: str, ctx: AttackContext) -> dict[str, Any]:
-        return {"steps": 20, "step_size_255": None, "lam": 1.0, "threshold": 1.0}
+        return {"steps": 20, "step_size_255": None, "lam": 1.0, "threshold": 1.0, "scale": None}
 
     def run(self, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict[str, Any]) -> AttackResult:
         detector = ctx.extra["detector"]
         # default step: an eighth of the ball, at least a quarter grey level
         alpha = params["step_size_255"] / 255.0 if params.get("step_size_255") else max(eps / 8, 0.25 / 255)
-        lam, threshold = float(params["lam"]), float(params["threshold"])
+        lam = float(params["lam"])
+        scale = float(params.get("scale") or params["threshold"])
         x_adv = x.clone()
         for _ in range(int(params["steps"])):
             x_adv = x_adv.detach().requires_grad_(True)
             logits, score = detector.forward(x_adv)
-            objective = F.cross_entropy(logits, y, reduction="sum") - lam * (score / threshold).sum()
+            objective = F.cross_entropy(logits, y, reduction="sum") - lam * (score / scale).sum()
             (grad,) = torch.autograd.grad(objective, x_adv)
             x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
         return AttackResult(x_adv.detach())

@@ -1,11 +1,10 @@
 """Adversarial-example detection as a deployable guard, evaluated non-adaptively and adaptively.
 
-Detector: the Mahalanobis score of Lee et al., "A Simple Unified Framework for Detecting
-Out-of-Distribution Samples and Adversarial Attacks" (NeurIPS 2018), on penultimate-layer
-features (the input of the model's last ``nn.Linear``): class means and one shared
-covariance fitted on clean, labelled data; the score of an image is its smallest squared
-Mahalanobis distance to a class mean (large = suspicious). Simplifications: one layer, no
-input pre-processing, no logistic-regression ensemble over layers.
+Detectors (:data:`auditor.evaluation.detection.DETECTORS`), all on penultimate-layer
+features and fitted on clean, labelled data only: Mahalanobis (Lee et al. 2018), kernel
+density + Bayesian uncertainty (Feinman et al. 2017) and local intrinsic dimensionality
+(Ma et al. 2018). Each scores an image (large = suspicious) differentiably, so each gets
+its own adaptive attacker: PGD through that detector's own score.
 
 Evaluation (:func:`detection_audit`), on clean images the model classifies correctly:
 
@@ -15,7 +14,9 @@ Evaluation (:func:`detection_audit`), on clean images the model classifies corre
   clean images (``tpr_at_5fpr``) and the rate of silent errors, images both misclassified
   and not flagged (``undetected_success_rate``);
 * adaptively (Carlini & Wagner, "Adversarial Examples Are Not Easily Detected", AISec
-  2017; Tramer et al., NeurIPS 2020): PGD on ``CE(logits, y) - lambda * score / threshold``
+  2017; Tramer et al., NeurIPS 2020): PGD on ``CE(logits, y) - lambda * score / scale``
+  (``scale``: the threshold for Mahalanobis distances, the clean spread above the median
+  for z-score sums)
   for each lambda in a grid, each image keeping the first lambda (smallest first) that
   makes it misclassified and unflagged. ``evasion_rate`` is the fraction of images for
   which the attacker got a silent error; ``guarded_accuracy`` the fraction that end up
@@ -31,12 +32,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from auditor.evaluation.detection.density import KernelDensityDetector
+from auditor.evaluation.detection.features import Detector
+from auditor.evaluation.detection.lid import LIDDetector
+from auditor.evaluation.detection.mahalanobis import MahalanobisDetector
 from auditor.accounting import CountingModel, PassCounter
 from auditor.datasets import open_dataset
 from auditor.errors import InputError
@@ -46,7 +51,7 @@ from auditor.steps import attack_chunk
 
 FPR_TARGET = 0.05
 DEFAULT_ATTACKS = ("fgsm", "pgd", "cw")
-DEFAULT_LAMBDAS = (0.5, 1.0, 2.0, 4.0, 8.0)
+DEFAULT_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # 0 first: the attacker never does worse than plain PGD
 
 
 def compute_auroc(negatives: Sequence[float] | np.ndarray, positives: Sequence[float] | np.ndarray) -> float:
@@ -72,106 +77,6 @@ def compute_auroc(negatives: Sequence[float] | np.ndarray, positives: Sequence[f
     return float(u / (neg.size * pos.size))
 
 
-# ------------------------------------------------------------------------ features
-def _last_linear(model: nn.Module) -> nn.Linear | None:
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return last
-
-
-class FeatureExtractor(nn.Module):
-    """``forward(x) -> (logits, penultimate features)``, differentiable.
-
-    Eager models: a forward pre-hook on the last ``nn.Linear`` captures its input.
-    TorchScript models (which take no hooks): their ``features`` method when they export
-    one (medaudit's reference architectures do), then ``forward`` for the logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.linear = _last_linear(model)
-        self.features_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-        if self.linear is None:
-            inner = model
-            while inner is not None and not callable(getattr(inner, "features", None)):
-                inner = getattr(inner, "model", None)
-            if inner is None:
-                raise InputError(
-                    "cannot reach the penultimate layer: the model has no nn.Linear layer to hook "
-                    "(TorchScript models need a 'features' method)"
-                )
-            self.features_fn = inner.features
-        self._captured: list[torch.Tensor] = []
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.features_fn is not None:
-            return self.model(x), self.features_fn(x).flatten(1)
-        self._captured.clear()
-        handle = self.linear.register_forward_pre_hook(lambda _m, inputs: self._captured.append(inputs[0]))
-        try:
-            logits = self.model(x)
-        finally:
-            handle.remove()
-        if not self._captured:
-            raise InputError("the model's last nn.Linear layer was not called in forward")
-        return logits, self._captured[-1].flatten(1)
-
-
-# ------------------------------------------------------------------------ detector
-class MahalanobisDetector:
-    """Class-conditional Gaussian with a shared covariance on penultimate features."""
-
-    name = "mahalanobis"
-    reference = "Lee et al., NeurIPS 2018"
-
-    def __init__(self, model: nn.Module, ridge: float = 1e-6) -> None:
-        self.extractor = FeatureExtractor(model)
-        self.ridge = ridge
-        self.means: torch.Tensor | None = None
-        self.precision: torch.Tensor | None = None
-        self.classes: list[int] = []
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128) -> "MahalanobisDetector":
-        feats = torch.cat([self.extractor(x[i : i + batch_size])[1].double() for i in range(0, len(x), batch_size)])
-        labels = y.to(feats.device)
-        self.classes = sorted(int(c) for c in labels.unique())
-        means = torch.stack([feats[labels == c].mean(0) for c in self.classes])
-        centred = feats - means[torch.searchsorted(torch.tensor(self.classes, device=feats.device), labels)]
-        cov = centred.T @ centred / max(len(feats), 1)
-        scale = float(torch.diagonal(cov).mean()) or 1.0
-        cov = cov + self.ridge * scale * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-        self.means = means
-        self.precision = torch.linalg.pinv(cov, hermitian=True)
-        self.n_fit = int(len(feats))
-        self.feature_dim = int(feats.shape[1])
-        return self
-
-    def score_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N,) smallest squared Mahalanobis distance to a class mean, float64, differentiable."""
-        if self.means is None or self.precision is None:
-            raise RuntimeError("fit the detector first")
-        diff = feats.double()[:, None, :] - self.means[None]  # (N, K, D)
-        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
-        return dist.min(dim=1).values
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, score), differentiable in ``x`` (for adaptive attacks)."""
-        logits, feats = self.extractor(x)
-        return logits, self.score_features(feats)
-
-    @torch.no_grad()
-    def score(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        return torch.cat([self.forward(x[i : i + batch_size])[1] for i in range(0, len(x), batch_size)]).cpu()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "reference": self.reference, "layer": "input of the last nn.Linear",
-                "feature_dim": getattr(self, "feature_dim", None), "n_fit": getattr(self, "n_fit", None),
-                "classes": self.classes, "covariance": "shared (tied) across classes, ridge-regularised"}
-
-
 # --------------------------------------------------------------------- evaluation
 ADAPTIVE_ATTACK = "detector-aware-pgd"  # plugins/attacks/detector_pgd.py
 
@@ -187,12 +92,22 @@ def _rates(clean_scores: np.ndarray, adv_scores: np.ndarray, fooled: np.ndarray,
     }
 
 
-def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Tensor, y: torch.Tensor,
-                    eps_255: Sequence[float], registry: Any, attacks: Sequence[str] = DEFAULT_ATTACKS,
-                    budget: str = "quick", seed: int = 0, batch_size: int = 64,
-                    lambdas: Sequence[float] = DEFAULT_LAMBDAS, adaptive_steps: int = 20,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Detection AUROC per attack and eps, then under the adaptive attack (module docstring)."""
+DETECTORS: dict[str, type] = {"mahalanobis": MahalanobisDetector, "kd-bu": KernelDensityDetector, "lid": LIDDetector}
+
+
+def detection_audit(model: nn.Module, detector: Detector, x: torch.Tensor, y: torch.Tensor,
+                    eps_255: Sequence[float], registry: Any, **options: Any) -> dict[str, Any]:
+    """One detector's report (see :func:`detection_audit_many` for the options)."""
+    return detection_audit_many(model, [detector], x, y, eps_255, registry, **options)[0]
+
+
+def detection_audit_many(model: nn.Module, detectors: Sequence[Detector], x: torch.Tensor, y: torch.Tensor,
+                         eps_255: Sequence[float], registry: Any, attacks: Sequence[str] = DEFAULT_ATTACKS,
+                         budget: str = "quick", seed: int = 0, batch_size: int = 64,
+                         lambdas: Sequence[float] = DEFAULT_LAMBDAS, adaptive_steps: int = 20,
+                         progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Per detector: detection AUROC per attack and eps (one set of adversarial images,
+    scored by every detector), then under that detector's adaptive attack (module docstring)."""
     progress = progress or Progress()
     model.eval()
     t_start = time.perf_counter()
@@ -202,13 +117,15 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
     if keep.numel() == 0:
         raise InputError("the model classifies none of the evaluation images correctly")
     xc, yc = x[keep], y[keep]
-    clean_scores = detector.score(xc, batch_size).numpy()
-    threshold = float(np.quantile(clean_scores, 1 - FPR_TARGET))
+    states = []
+    for detector in detectors:
+        clean_scores = detector.score(xc, batch_size).numpy()
+        states.append({"clean": clean_scores, "threshold": float(np.quantile(clean_scores, 1 - FPR_TARGET)),
+                       "rows": []})
     counter = PassCounter()
     ctx = AttackContext(model=CountingModel(model, counter).eval(), device=x.device, num_classes=_num_classes(model, x),
                         input_shape=tuple(x.shape[1:]), task="classification", seed=seed, batch_size=batch_size,
                         counter=counter)
-    rows = []
     for name in attacks:
         attack = registry.get("attacks", name)
         params = {**attack.parameters(budget, ctx), "backend": attack.default_backend}
@@ -222,23 +139,48 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
             x_adv = torch.cat(advs)
             with torch.no_grad():
                 fooled = torch.cat([model(x_adv[i : i + batch_size]).argmax(1) for i in range(0, len(x_adv), batch_size)]) != yc
-            rows.append({"attack": name, "eps_255": eps,
-                         **_rates(clean_scores, detector.score(x_adv, batch_size).numpy(), fooled.cpu().numpy(), threshold)})
-    adaptive = []
+            for detector, state in zip(detectors, states):
+                state["rows"].append({"attack": name, "eps_255": eps, **_rates(
+                    state["clean"], detector.score(x_adv, batch_size).numpy(), fooled.cpu().numpy(), state["threshold"])})
+    shared_s = time.perf_counter() - t_start
+    reports = []
+    for detector, state in zip(detectors, states):
+        t0 = time.perf_counter()
+        adaptive = _adaptive(detector, ctx, xc, yc, state, eps_255, registry, lambdas, adaptive_steps, batch_size,
+                             progress)
+        reports.append({
+            "detector": detector.describe(), "n_clean_correct": int(len(xc)), "n": int(len(x)),
+            "fpr_target": FPR_TARGET, "threshold": state["threshold"], "budget": budget,
+            "attacks": state["rows"], "adaptive": adaptive, "adaptive_time_s": time.perf_counter() - t0,
+        })
+    for report in reports:  # the shared attacks, plus every detector's adaptive run
+        report["time_s"] = shared_s + sum(r["adaptive_time_s"] for r in reports)
+    return reports
+
+
+def _adaptive(detector: Detector, ctx: AttackContext, xc: torch.Tensor, yc: torch.Tensor, state: dict[str, Any],
+              eps_255: Sequence[float], registry: Any, lambdas: Sequence[float], adaptive_steps: int,
+              batch_size: int, progress: Progress) -> list[dict[str, Any]]:
+    """The detector's own adaptive attacker at each eps: each image keeps the first lambda
+    (smallest first) that leaves it misclassified and unflagged."""
+    threshold = state["threshold"]
+    scale = detector.attack_scale(threshold, state["clean"])
     adaptive_attack = registry.get("attacks", ADAPTIVE_ATTACK)
     ctx.extra["detector"] = detector
+    rows = []
     for eps in eps_255:
         e = eps / 255
         alpha = max(e / 8, 0.25 / 255)
         evaded = np.zeros(len(xc), dtype=bool)
         best = xc.clone()
         lam_used = np.full(len(xc), np.nan)
-        with progress.task(f"detection: adaptive eps={eps:g}/255", len(lambdas) * len(xc)) as bar:
+        with progress.task(f"detection: adaptive ({detector.name}) eps={eps:g}/255", len(lambdas) * len(xc)) as bar:
             for lam in sorted(lambdas):
                 todo = np.nonzero(~evaded)[0]
                 for i in range(0, len(todo), batch_size):
-                    idx = torch.as_tensor(todo[i : i + batch_size], device=x.device)
-                    params = {"steps": adaptive_steps, "step_size_255": alpha * 255, "lam": lam, "threshold": threshold}
+                    idx = torch.as_tensor(todo[i : i + batch_size], device=xc.device)
+                    params = {"steps": adaptive_steps, "step_size_255": alpha * 255, "lam": lam,
+                              "threshold": threshold, "scale": scale}
                     # no reseeding: the attack starts from the clean image and draws nothing
                     x_adv = attack_chunk(adaptive_attack, ctx, xc[idx], yc[idx], e, params, None)[1]
                     with torch.no_grad():
@@ -249,17 +191,13 @@ def detection_audit(model: nn.Module, detector: MahalanobisDetector, x: torch.Te
                     lam_used[todo[i : i + batch_size][ok]] = lam
                 bar.advance(len(xc))
         with torch.no_grad():
-            fooled = torch.cat([model(best[i : i + batch_size]).argmax(1) for i in range(0, len(best), batch_size)]) != yc
-        rates = _rates(clean_scores, detector.score(best, batch_size).numpy(), fooled.cpu().numpy(), threshold)
-        adaptive.append({"eps_255": eps, **rates, "evasion_rate": float(evaded.mean()),
-                         "guarded_accuracy": float(1 - evaded.mean()), "lambdas": list(lambdas),
-                         "steps": adaptive_steps, "step_size_255": alpha * 255,
-                         "lambda_counts": {f"{lam:g}": int((lam_used == lam).sum()) for lam in lambdas}})
-    return {
-        "detector": detector.describe(), "n_clean_correct": int(len(xc)), "n": int(len(x)),
-        "fpr_target": FPR_TARGET, "threshold": threshold, "budget": budget,
-        "attacks": rows, "adaptive": adaptive, "time_s": time.perf_counter() - t_start,
-    }
+            fooled = torch.cat([ctx.model(best[i : i + batch_size]).argmax(1) for i in range(0, len(best), batch_size)]) != yc
+        rates = _rates(state["clean"], detector.score(best, batch_size).numpy(), fooled.cpu().numpy(), threshold)
+        rows.append({"eps_255": eps, **rates, "evasion_rate": float(evaded.mean()),
+                     "guarded_accuracy": float(1 - evaded.mean()), "lambdas": list(lambdas),
+                     "steps": adaptive_steps, "step_size_255": alpha * 255, "score_scale": scale,
+                     "lambda_counts": {f"{lam:g}": int((lam_used == lam).sum()) for lam in lambdas}})
+    return rows
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
@@ -269,7 +207,8 @@ def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
 
 # ------------------------------------------------------------------ in an audit
 def detection_for_audit(audit: Any) -> dict[str, Any]:
-    """``medaudit run --detector-fit DATA``: fit the detector on clean, labelled ``DATA``
+    """``medaudit run --detector-fit DATA``: fit the detectors (``--detectors``, default all
+    of :data:`DETECTORS`) on clean, labelled ``DATA``
     (same format, size and channels as the audit; ``--detector-fit-split``, seeded
     ``--detector-fit-limit``), then evaluate it on up to ``--detector-samples`` of the
     audit's clean-correct images, seeded: AUROC per attack (FGSM, PGD, CW at the audit's
@@ -293,7 +232,11 @@ def detection_for_audit(audit: Any) -> dict[str, Any]:
     if int(y_fit.max()) >= prep.num_classes or int(y_fit.min()) < 0:
         raise InputError(f"--detector-fit: labels in {config.detector_fit} fall outside the model's "
                          f"{prep.num_classes} classes")
-    detector = MahalanobisDetector(model).fit(x_fit, y_fit, batch_size=config.batch_size)
+    names = list(getattr(config, "detectors", None) or DETECTORS)
+    detectors = []
+    for name in names:
+        with audit.progress.task(f"detector: fitting {name}", None):
+            detectors.append(DETECTORS[name](model).fit(x_fit, y_fit, batch_size=config.batch_size))
     correct = np.nonzero(audit.correct)[0]
     rng = np.random.default_rng(config.seed)
     chosen = np.sort(rng.permutation(correct)[: config.detector_samples])
@@ -301,9 +244,11 @@ def detection_for_audit(audit: Any) -> dict[str, Any]:
         raise InputError("--detector-fit: the model classifies none of the audit images correctly")
     x, y, _ = audit._batch(chosen)
     attacks = [a for a in DEFAULT_ATTACKS if a in prep.registry.names("attacks")]
-    report = detection_audit(model, detector, x, y, eps_255=prep.eps_255, registry=prep.registry, attacks=attacks,
-                             budget=config.budget, seed=config.seed, batch_size=config.batch_size,
-                             progress=audit.progress)
+    reports = detection_audit_many(model, detectors, x, y, eps_255=prep.eps_255, registry=prep.registry,
+                                   attacks=attacks, budget=config.budget, seed=config.seed,
+                                   batch_size=config.batch_size, progress=audit.progress)
+    # the first detector stays at the top level (the layout of results.json before there were three)
+    report = {**reports[0], "detectors": names, "other_detectors": reports[1:]}
     same_source = Path(config.detector_fit).resolve() == Path(config.data).resolve()
     overlap = len(set(fit_set.ids()) & {audit.ids[i] for i in chosen}) if same_source else 0
     report["fit"] = {"data": str(config.detector_fit), "split": config.detector_fit_split,
