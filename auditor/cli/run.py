@@ -11,10 +11,9 @@ import typer
 
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
-from auditor.cli.engine_options import engine_settings
 from auditor.cli.headline import print_headline
-from auditor.cli.plan_view import show_plan
 from auditor.cli.service_options import service_settings
+from auditor.cli.plan_view import show_plan
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_severities, parse_size)
 from auditor.engine.record import record_rendering
@@ -124,7 +123,7 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Audit a seeded, stratified sample of N images.")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="Resize images to N or HxW (default: the size the model file declares, else the size all images share, else the modality's).")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Input channels (default: from the model's first conv, else the modality).")] = None,
-    roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics. Classification (CSV data): lesion masks for --saliency, matched by file name.")] = None,
+    roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics.")] = None,
     missed_fraction: Annotated[Optional[float], typer.Option("--missed-fraction", help="Segmentation: a lesion counts as missed when the predicted lesion area falls below this fraction of the true one (default 0.5).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="L-inf budgets in /255 units, e.g. 2,4,6,8 (default: the modality's).")] = None,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks (default: fgsm,pgd,cw,autoattack,square,zoo).")] = None,
@@ -153,8 +152,8 @@ def run(
     detector_fit: Annotated[Optional[Path], typer.Option("--detector-fit", help="Also evaluate an adversarial-example detector (Mahalanobis distance on penultimate features) fitted on this clean, labelled data (same format as --data): detection AUROC per attack and eps, and against an attacker who evades it.")] = None,
     detector_fit_split: Annotated[Optional[str], typer.Option("--detector-fit-split", help="Split of --detector-fit to fit on (empty: all of it).")] = "train",
     detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
-    detectors: Annotated[str, typer.Option("--detectors", help="Detectors fitted with --detector-fit, comma-separated: mahalanobis (Lee et al. 2018), kd-bu (kernel density + Bayesian uncertainty, Feinman et al. 2017), lid (local intrinsic dimensionality, Ma et al. 2018); each also faces its own adaptive attacker.")] = "mahalanobis,kd-bu,lid",
     uap: Annotated[bool, typer.Option("--uap", help="Also fit one universal adversarial perturbation per eps (Moosavi-Dezfooli et al. 2017; batched) and report its fooling rate and accuracy (Dice) under it; fitted on --uap-fit, else on a seeded half of --data and evaluated on the other half. Backend: --backend uap=native|art.")] = False,
+    detectors: Annotated[str, typer.Option("--detectors", help="Detectors fitted with --detector-fit, comma-separated: mahalanobis (Lee et al. 2018), kd-bu (kernel density + Bayesian uncertainty, Feinman et al. 2017), lid (local intrinsic dimensionality, Ma et al. 2018); each also faces its own adaptive attacker.")] = "mahalanobis,kd-bu,lid",
     uap_fit: Annotated[Optional[Path], typer.Option("--uap-fit", help="Data to fit the universal perturbation on (same format as --data; implies --uap); the audited images are then the evaluation set.")] = None,
     uap_fit_split: Annotated[Optional[str], typer.Option("--uap-fit-split", help="Split of --uap-fit to fit on (default: all of it).")] = None,
     uap_fit_limit: Annotated[int, typer.Option("--uap-fit-limit", help="Seeded, stratified sample of at most N --uap-fit images.")] = 256,
@@ -175,12 +174,6 @@ def run(
     auth_env: Annotated[Optional[str], typer.Option("--auth-env", help="Service: name of the environment variable holding a bearer token (sent as 'Authorization: Bearer ...' to the target host only; never written to results, reports or logs).")] = None,
     auth_header_file: Annotated[Optional[Path], typer.Option("--auth-header-file", help="Service: file of 'Header-Name: value' lines sent with every request to the target host only (e.g. an API key); never written out.")] = None,
     request_timeout: Annotated[float, typer.Option("--request-timeout", help="Service: seconds one request may take before it is retried (timeouts, 429 and 5xx are retried 6 times with exponential backoff and jitter).")] = 60.0,
-    engine: Annotated[str, typer.Option("--engine", help="local (default) or ray: shard the attack steps by samples over Ray workers (classification; same numbers as local). Needs: pip install 'medaudit[ray]'.")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: join this cluster (auto, ray://HOST:PORT, HOST:PORT); default: start a local Ray instance.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="--engine ray: worker actors (default: as many as the cluster's CPUs or GPUs fit).")] = None,
-    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per worker (fractions share a GPU), e.g. 1 or 0.5.")] = 0.0,
-    cpus_per_worker: Annotated[int, typer.Option("--cpus-per-worker", help="--engine ray: CPUs per worker; also its torch threads.")] = 1,
-    shards: Annotated[Optional[int], typer.Option("--shards", help="--engine ray: shards of samples (default: 4 per worker); each is checkpointed into --out/shards/ when it finishes.")] = None,
 ) -> None:
     registry = get_registry()
     formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
@@ -194,7 +187,6 @@ def run(
                 else (parse_floats(mean, "--mean"), parse_floats(std, "--std")))
     if task is not None and task not in ("classification", "segmentation"):
         raise UsageError(f"--task: '{task}' is not classification or segmentation")
-    engine_block = engine_settings(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, shards)
     target = service_settings(model, model_format=model_format, runtime=runtime, outputs=outputs,
                               max_queries=max_queries, rate_limit=rate_limit, concurrency=concurrency,
                               auth_env=auth_env, auth_header_file=auth_header_file, request_timeout=request_timeout)
@@ -224,16 +216,8 @@ def run(
         raise UsageError(f"--uap-fit: {uap_fit} does not exist")
     if uap_fit_limit < 1 or saliency_samples < 1:
         raise UsageError("--uap-fit-limit and --saliency-samples must be at least 1")
-    if saliency:
-        from auditor.evaluation.saliency import require_captum
-
-        require_captum()  # a missing library exits 2 now, not after the attacks
     if detector_samples < 2:
         raise UsageError("--detector-samples must be at least 2")
-    detector_names = parse_list(detectors, "--detectors") or []
-    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
-    if unknown_detectors or not detector_names:
-        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
         raise UsageError(f"--missed-fraction: {missed_fraction:g} must be in (0, 1]")
     if model_timeout_s < 0:
@@ -246,6 +230,10 @@ def run(
         mean=mean_std[0], std=mean_std[1], preprocess=preprocess, data_format=data_format,
         split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
         channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
+    detector_names = parse_list(detectors, "--detectors") or []
+    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
+    if unknown_detectors or not detector_names:
+        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
         attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,
         corruptions=corruption_names, severities=severity_list,
         batch_size=batch_size, mode="independent" if independent else "cascade",
@@ -261,7 +249,7 @@ def run(
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
         max_time=parse_duration(max_time) if max_time is not None else None,
         custom_objects=custom_objects,
-        outputs=outputs, service=target.service, max_queries=max_queries, engine=engine_block,
+        outputs=outputs, service=target.service, max_queries=max_queries,
     )
     if plan:  # loads the model and data, times one pass, probes 16 images; writes nothing to --out
         code = sandbox.run_in_child([], no_sandbox=no_sandbox)
@@ -272,9 +260,7 @@ def run(
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
     # a service runs no model code here, and the sandbox has no network to reach it with
-    # Ray's workers and sockets live outside any one process's sandbox: --engine ray runs unsandboxed
-    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])],
-                                no_sandbox=no_sandbox or target.url or bool(engine_block))
+    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox or target.url)
     if code is not None:  # the sandboxed child ran this same command
         raise typer.Exit(code)
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)
