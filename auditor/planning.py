@@ -144,8 +144,14 @@ def _suggestions(audit: Any, rows: list[dict[str, Any]], fixed: dict[str, float]
         costly[r["attack"]] = costly.get(r["attack"], 0.0) + r["expected"]["seconds"]
     if len(costly) > 1:
         name = max(costly, key=costly.get)
-        rest = ",".join(a.name for a in prep.attacks if a.name != name)
-        out.append({"change": f"--attacks {rest} (without {name})", "expected_s": expected - costly[name]})
+        kept = [a for a in prep.attacks if a.name != name]
+        # planned again without it: in the cascade, the attacks after it then see more images
+        thinned = probe
+        if probe is not None and name == "fgsm":  # the probe's FGSM no longer thins the cascade
+            thinned = {**probe, "surviving_fgsm": {e: probe["clean_accuracy"] for e in probe["surviving_fgsm"]}}
+        fewer = _steps(prep, kept, prep.params, n, thinned, timing)
+        out.append({"change": f"--attacks {','.join(a.name for a in kept)} (without {name})",
+                    "expected_s": _total(fixed_s, fewer, "expected")})
     checks = _checks_units(audit)
     if checks > 0:
         out.append({"change": "--skip-checks (no evaluation validity checks: less evidence)",

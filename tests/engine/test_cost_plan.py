@@ -63,6 +63,8 @@ def test_plan_prints_bounds_and_a_measured_pass_and_writes_nothing(tmp_path):
     assert "--budget quick" in changes and any(c.startswith("--attacks fgsm,pgd") for c in changes)
     quick = next(s for s in plan["suggestions"] if s["change"] == "--budget quick")
     assert quick["expected_s"] < plan["estimate_s"]["expected"]
+    fewer = next(s for s in plan["suggestions"] if s["change"].startswith("--attacks"))
+    assert 0 < fewer["expected_s"] < plan["estimate_s"]["upper"]
 
     text = CliRunner().invoke(app, [
         "run", str(model), "--data", str(data), "--out", str(out), "--input-size", "16", "--no-sandbox",
