@@ -15,7 +15,7 @@ from auditor.errors import UsageError
 from auditor.models import preprocess_channel_order, preprocess_normalization
 from auditor.registry import get_registry
 
-HARDEN_HELP = """Adversarially fine-tune a model (PGD-AT or TRADES) and save it as TorchScript.
+HARDEN_HELP = """Harden a model (PGD-AT, TRADES, block switching, feature denoising) and save it as TorchScript.
 
 The model keeps its contract (images in [0,1] in, logits out). A log with the settings and
 the held-out clean and PGD accuracy (Dice for segmentation) before training and after each
@@ -29,6 +29,10 @@ Examples:
 
   medaudit harden isic.pt --data isic2017/labels.csv --split train --method trades --trades-beta 6 --out isic_trades.pt
 
+  medaudit harden cnn.pt --data pneumoniamnist.npz --split train --method block-switching --copies 4 --out bs.pt
+
+  medaudit harden cnn.pth --arch mynets:cnn --data pneumoniamnist.npz --split train --method feature-denoising --denoise-blocks 2 --out fd.pt
+
   medaudit harden unet.pt --data ph2_split.csv --split train --task segmentation --inner-loss dice --input-size 96x128 --out unet_at.pt
 """
 
@@ -38,7 +42,10 @@ def harden(
     model: Annotated[Path, typer.Argument(help="Model to start from: TorchScript, .pt2, .onnx, a state dict (with --arch) or a pickled module (with --trust-model).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Training data (any layout `medaudit run` reads).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the hardened TorchScript model.")],
-    method: Annotated[str, typer.Option(help="pgd-at (Madry et al. 2018) or trades (Zhang et al. 2019, classification).")] = "pgd-at",
+    method: Annotated[str, typer.Option(help="pgd-at (Madry et al. 2018), trades (Zhang et al. 2019), block-switching (autoencoder front + K randomly switched lower blocks, the survey's Figure 11; Wang et al. 2019; audit it with --defense model-eot) or feature-denoising (non-local denoising blocks + PGD-AT, Xie et al. 2019; needs an eager model: --arch or --trust-model); the last three classification only.")] = "pgd-at",
+    copies: Annotated[int, typer.Option(help="block-switching: parallel copies of the lower block.")] = 4,
+    ae_epochs: Annotated[Optional[int], typer.Option(help="block-switching: autoencoder epochs (default: --epochs).")] = None,
+    denoise_blocks: Annotated[int, typer.Option(help="feature-denoising: denoising blocks, after convolutions spread over the depth.")] = 2,
     eps: Annotated[float, typer.Option(help="Training budget, L-inf, in /255 units.")] = 4.0,
     epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 5,
     steps: Annotated[int, typer.Option(help="PGD steps per training batch.")] = 7,
@@ -96,7 +103,10 @@ def harden(
         trust_model=trust_model, mean=mean_std[0], std=mean_std[1], limit=limit,
         channel_order=preprocess_channel_order(preprocess),
         seed=seed, device=device, follow_symlinks=follow_symlinks,
+        extra={"copies": copies, "ae_epochs": ae_epochs or epochs, "denoise_blocks": denoise_blocks},
     )
+    if copies < 2 or denoise_blocks < 1 or (ae_epochs is not None and ae_epochs < 1):
+        raise UsageError("--copies must be at least 2, --denoise-blocks and --ae-epochs at least 1")
     config.check()
     code = sandbox.run_in_child([out.parent], no_sandbox=no_sandbox)  # the model is loaded from here on
     if code is not None:  # the sandboxed child ran this same command

@@ -22,8 +22,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
+METHOD_TITLES = {"pgd-at": "PGD-AT at {eps}/255", "trades": "TRADES at {eps}/255",
+                 "feature-denoising": "feature denoising + PGD-AT at {eps}/255",
+                 # trained without attacks; its held-out PGD ignores the randomness (no EoT)
+                 "block-switching": "autoencoder + block switching (PGD at {eps}/255 without EoT)"}
+
+
 def _method_title(method: str, eps_255: float) -> str:
-    return f"{'PGD-AT' if method == 'pgd-at' else 'TRADES'} at {eps_255:g}/255"
+    return METHOD_TITLES.get(method, METHOD_TITLES["trades"]).format(eps=f"{eps_255:g}")
 
 
 def evidence_from_log(log: dict[str, Any]) -> dict[str, Any]:

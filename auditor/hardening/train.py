@@ -13,6 +13,8 @@ Methods:
   Robustness and Accuracy", ICML 2019: cross-entropy on the clean batch plus ``beta``
   (default 6) times the KL divergence between the clean and the adversarial predictions,
   the adversarial example maximising that KL (start at x + 0.001 N(0, I)).
+* ``block-switching`` and ``feature-denoising`` change the network: see
+  :mod:`auditor.hardening.structure`.
 
 The model given is the starting point (adversarial fine-tuning): it is loaded exactly as
 ``medaudit run`` loads it, trained with Adam, and saved as TorchScript in the same
@@ -47,13 +49,14 @@ from auditor.config import resolve_device
 from auditor.datasets import open_dataset
 from auditor.errors import InputError, UsageError
 from auditor.hardening.evidence import evidence_from_log, log_path_for
+from auditor.hardening.structure import insert_denoising_blocks, train_block_switching
 from auditor.interfaces import AttackContext, DataOptions
 from auditor.models import NormalizedModel, SingleLogitAsTwoClasses, infer_input_channels, open_model, probe_model
 from auditor.numerics import IGNORE_INDEX, seg_objective
 from auditor.progress import Progress
 from auditor.steps import attack_chunk
 
-METHODS = ("pgd-at", "trades")
+METHODS = ("pgd-at", "trades", "block-switching", "feature-denoising")  # the last two: auditor.hardening.structure
 INNER_LOSSES = ("bce", "dice")
 
 
@@ -258,8 +261,10 @@ def harden(config: HardenConfig, registry: Any, progress: Progress | None = None
     size = config.input_size or modality.input_size
     probe = probe_model(module, (channels, size[0], size[1]), device)
     task = config.task or probe.task
-    if task == "segmentation" and config.method == "trades":
-        raise UsageError("--method trades is for classification; use pgd-at with --inner-loss bce|dice")
+    if task == "segmentation" and config.method not in ("pgd-at",):
+        raise UsageError(f"--method {config.method} is for classification; use pgd-at with --inner-loss bce|dice")
+    if config.method == "feature-denoising":  # then PGD-AT, as Xie et al. train them
+        config.extra["denoised_layers"] = insert_denoising_blocks(module, int(config.extra.get("denoise_blocks", 2)))
     train_module = SingleLogitAsTwoClasses(module) if task == "classification" and probe.binary else module
     if probe.looks_like_probabilities:
         raise InputError("the model outputs probabilities, not logits; harden the model without its final softmax")
@@ -291,7 +296,15 @@ def harden(config: HardenConfig, registry: Any, progress: Progress | None = None
     }
     with progress.task("held-out evaluation (before)", None):
         log["before"] = evaluate(train_module, x_val, y_val, **eval_args)
-    _train(train_module, config, (x_train, y_train), (x_val, y_val), weights, eval_args, log, progress)
+    if config.method == "block-switching":
+        wrap = SingleLogitAsTwoClasses if task == "classification" and probe.binary else (lambda net: net)
+        module, log["block_switching"] = train_block_switching(module, wrap, config, (x_train, y_train), weights,
+                                                               progress)
+        with progress.task("held-out evaluation (after; PGD without EoT)", None):
+            log["after"] = evaluate(wrap(module), x_val, y_val, **eval_args)
+    else:
+        _train(train_module, config, (x_train, y_train), (x_val, y_val), weights, eval_args, log, progress)
+    log["structure"] = {k: v for k, v in config.extra.items() if k in ("denoised_layers", "denoise_blocks", "copies")}
     _save(module, x_val, out)
     log["model_out"] = {"path": str(out), "format": "torchscript"}
     log["evidence"] = evidence_from_log(log)

@@ -7,12 +7,13 @@ from auditor.hookspecs import hookimpl
 from plugins.defenses.bit_depth import BitDepth
 from plugins.defenses.jpeg import Jpeg
 from plugins.defenses.median import Median
+from plugins.defenses.model_eot import ModelEoT
 from plugins.defenses.random_smoothing import RandomSmoothing
 from plugins.defenses.tv import TV
 
-BUILTIN_DEFENSES = (Jpeg, Median, BitDepth, TV, RandomSmoothing)
+BUILTIN_DEFENSES = (Jpeg, Median, BitDepth, TV, RandomSmoothing, ModelEoT)
 
-__all__ = ["BUILTIN_DEFENSES", "BitDepth", "Jpeg", "Median", "RandomSmoothing", "TV"]
+__all__ = ["BUILTIN_DEFENSES", "BitDepth", "Jpeg", "Median", "ModelEoT", "RandomSmoothing", "TV"]
 
 
 @hookimpl
