@@ -29,6 +29,7 @@ class ModelEoT(PreprocessingDefense):
     randomized = True
     reference = "Athalye et al., ICML 2018 (EoT); Wang et al., IJCAI 2019 (block switching)"
     params: dict = {}
+    passthrough = True  # applies nothing to the image (the defense contract tests know this)
 
     def make(self, params: dict[str, Any]) -> torch.nn.Module:
         return torch.nn.Identity()

@@ -16,7 +16,8 @@ def images(n: int = 4, c: int = 3, h: int = 16, w: int = 20, seed: int = 0) -> t
 
 
 def test_builtins_are_registered():
-    assert {"jpeg", "median", "bit-depth", "tv", "random-smoothing"} <= set(NAMES)
+    assert {"jpeg", "median", "bit-depth", "tv", "random-smoothing", "model-eot"} <= set(NAMES)
+    assert set(NAMES) - set(TRANSFORMING) == {"model-eot"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -45,7 +46,11 @@ def test_deterministic_defenses_repeat(name):
     assert torch.equal(module(x), module(x))
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if get_registry().get("defenses", n).randomized])
+# model-eot applies nothing: it marks a model whose own randomness the audit must average over
+TRANSFORMING = [n for n in NAMES if not getattr(get_registry().get("defenses", n), "passthrough", False)]
+
+
+@pytest.mark.parametrize("name", [n for n in TRANSFORMING if get_registry().get("defenses", n).randomized])
 def test_randomized_defenses_vary_but_repeat_under_a_seed(name):
     module = get_registry().get("defenses", name).build({})
     x = images()
@@ -58,7 +63,7 @@ def test_randomized_defenses_vary_but_repeat_under_a_seed(name):
     assert not torch.equal(b, c)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", TRANSFORMING)
 def test_defense_changes_a_noisy_image(name):
     """A defense that returns its input unchanged defends nothing."""
     module = get_registry().get("defenses", name).build({})
