@@ -56,10 +56,16 @@ def model_identity(path: Any, sha256: str, fmt: str) -> dict[str, Any]:
 
 
 def craft(source_attack: Any, surrogate: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
-          params: dict[str, Any], seed: int | None) -> torch.Tensor:
+          params: dict[str, Any], seed: int | None, samples: Any = None,
+          sample_seeds: list[int] | None = None) -> torch.Tensor:
     """Adversarial images for labels ``y`` made by ``source_attack`` on the surrogate,
-    inside the eps ball and [0, 1] (the step routine projects whatever the attack returns)."""
-    _, x_adv, _, _ = attack_chunk(source_attack, surrogate, x, y, eps, dict(params), seed)
+    inside the eps ball and [0, 1] (the step routine projects whatever the attack returns).
+    Per-sample random streams: from ``samples`` (data set indices), or the caller's own
+    ``sample_seeds`` handed through (a transfer attack inside an engine step)."""
+    params = dict(params)
+    if sample_seeds is not None:
+        params["sample_seeds"] = list(sample_seeds)
+    _, x_adv, _, _ = attack_chunk(source_attack, surrogate, x, y, eps, params, seed, samples)
     return x_adv
 
 

@@ -89,12 +89,12 @@ def transfer_matrix(preps: list[Prepared], attack_name: str, progress: Progress,
         fooled = np.zeros((k, k), dtype=np.int64)
         correct = np.zeros((k, k), dtype=np.int64)
         with progress.task(f"{attack_name} eps={eps_255:g}/255 on {k} models", n * k) as task:
-            for c, chunk in enumerate(chunks):
+            for chunk in chunks:
                 batch = dataset.load(chunk)
                 x, y = batch.images.to(first.device), batch.targets.to(first.device)
                 for i, p in enumerate(preps):
-                    seed = step_seed(config.seed, f"transfer:{attack_name}:{i}", eps_255, c)
-                    x_adv = craft(attack, ctxs[i], x, y, eps_255 / 255.0, p.params[attack_name], seed)
+                    seed = step_seed(config.seed, f"transfer:{attack_name}:{i}", eps_255)
+                    x_adv = craft(attack, ctxs[i], x, y, eps_255 / 255.0, p.params[attack_name], seed, chunk)
                     for j, q in enumerate(preps):
                         wrong = (_predict(q.model.module, x_adv) != y).cpu().numpy()
                         fooled[i, j] += int((wrong & clean_correct[j, chunk]).sum())

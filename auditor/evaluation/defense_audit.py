@@ -46,6 +46,7 @@ def transfer_pass(audit: Any) -> dict[str, Any]:
     ctx = AttackContext(model=CountingModel(setup.undefended, counter).eval(), device=prep.device,
                         num_classes=prep.num_classes, input_shape=prep.input_shape, task=prep.task,
                         seed=audit.config.seed, batch_size=audit.config.batch_size, counter=counter)
+    ctx.extra.update(prep.attack_extra)  # e.g. the --surrogate model transfer attacks craft on
     n, labels = audit.n, audit.labels
     correct = {"defended": audit.correct.copy(), "undefended": _predict(audit, setup.undefended, np.arange(n)) == labels}
     broken = {view: np.zeros(n, dtype=bool) for view in correct}

@@ -53,5 +53,6 @@ class TransferAttack(Attack):
         surrogate = ctx.extra.get(SURROGATE_KEY)
         if surrogate is None:
             raise UsageError(f"attack '{self.name}' crafts on a surrogate model: pass --surrogate MODEL")
-        x_adv = craft(_source(self.source), surrogate.ctx, x, y, eps, params["source_params"], params.get("seed"))
+        x_adv = craft(_source(self.source), surrogate.ctx, x, y, eps, params["source_params"], params.get("seed"),
+                      sample_seeds=params.get("sample_seeds"))
         return AttackResult(x_adv, queries=np.zeros(len(x)))
