@@ -187,12 +187,14 @@ class AuditConfig:
     metadata: dict[str, str] = field(default_factory=dict)  # --metadata: device, intended use, owner (auditor.metadata)
     corruptions: list[str] = field(default_factory=list)  # corruption families (auditor.engine.corruption); []: none
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    # --engine ray and its options (auditor.engine.ray_engine); {}: local. Changes no number.
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """The parts of the configuration that change the numbers (resume checks these)."""
         data = asdict(self)
         for key in ("out", "formats", "resume", "device", "fail_under", "junit", "model_timeout",
-                    "follow_symlinks", "metadata", "max_time", "service", "max_queries"):  # metadata names the device; it changes no number
+                    "follow_symlinks", "metadata", "max_time", "service", "max_queries", "engine"):  # metadata names the device; it changes no number
             data.pop(key, None)
         return json.loads(json.dumps(data, default=str))
 

@@ -11,6 +11,7 @@ import typer
 
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
+from auditor.cli.engine_options import engine_settings
 from auditor.cli.headline import print_headline
 from auditor.cli.service_options import service_settings
 from auditor.cli.plan_view import show_plan
@@ -174,6 +175,12 @@ def run(
     auth_env: Annotated[Optional[str], typer.Option("--auth-env", help="Service: name of the environment variable holding a bearer token (sent as 'Authorization: Bearer ...' to the target host only; never written to results, reports or logs).")] = None,
     auth_header_file: Annotated[Optional[Path], typer.Option("--auth-header-file", help="Service: file of 'Header-Name: value' lines sent with every request to the target host only (e.g. an API key); never written out.")] = None,
     request_timeout: Annotated[float, typer.Option("--request-timeout", help="Service: seconds one request may take before it is retried (timeouts, 429 and 5xx are retried 6 times with exponential backoff and jitter).")] = 60.0,
+    engine: Annotated[str, typer.Option("--engine", help="local (default) or ray: shard the attack steps by samples over Ray workers (classification; same numbers as local). Needs: pip install 'medaudit[ray]'.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: join this cluster (auto, ray://HOST:PORT, HOST:PORT); default: start a local Ray instance.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="--engine ray: worker actors (default: as many as the cluster's CPUs or GPUs fit).")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per worker (fractions share a GPU), e.g. 1 or 0.5.")] = 0.0,
+    cpus_per_worker: Annotated[int, typer.Option("--cpus-per-worker", help="--engine ray: CPUs per worker; also its torch threads.")] = 1,
+    shards: Annotated[Optional[int], typer.Option("--shards", help="--engine ray: shards of samples (default: 4 per worker); each is checkpointed into --out/shards/ when it finishes.")] = None,
 ) -> None:
     registry = get_registry()
     formats = [] if report_format.strip().lower() == "none" else (parse_list(report_format, "--report-format") or [])
@@ -187,6 +194,7 @@ def run(
                 else (parse_floats(mean, "--mean"), parse_floats(std, "--std")))
     if task is not None and task not in ("classification", "segmentation"):
         raise UsageError(f"--task: '{task}' is not classification or segmentation")
+    engine_block = engine_settings(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, shards)
     target = service_settings(model, model_format=model_format, runtime=runtime, outputs=outputs,
                               max_queries=max_queries, rate_limit=rate_limit, concurrency=concurrency,
                               auth_env=auth_env, auth_header_file=auth_header_file, request_timeout=request_timeout)
@@ -225,15 +233,15 @@ def run(
     for folder in template_dir or []:
         if not folder.is_dir():
             raise UsageError(f"--template-dir: {folder} is not a folder")
+    detector_names = parse_list(detectors, "--detectors") or []
+    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
+    if unknown_detectors or not detector_names:
+        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
     config = AuditConfig(
         model=target.model, data=data, out=out, model_format=target.model_format, arch=arch, trust_model=trust_model,
         mean=mean_std[0], std=mean_std[1], preprocess=preprocess, data_format=data_format,
         split=split, classes=parse_list(classes, "--classes"), limit=limit, input_size=parse_size(input_size),
         channels=channels, modality=modality, task=task, eps_255=parse_eps(eps) if eps is not None else None,
-    detector_names = parse_list(detectors, "--detectors") or []
-    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
-    if unknown_detectors or not detector_names:
-        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
         attacks=parse_list(attacks, "--attacks"), budget=budget, seed=seed, device=device,
         corruptions=corruption_names, severities=severity_list,
         batch_size=batch_size, mode="independent" if independent else "cascade",
@@ -249,7 +257,7 @@ def run(
         metadata=load_metadata(metadata) if metadata is not None else {},  # a bad file exits 3 before any loading
         max_time=parse_duration(max_time) if max_time is not None else None,
         custom_objects=custom_objects,
-        outputs=outputs, service=target.service, max_queries=max_queries,
+        outputs=outputs, service=target.service, max_queries=max_queries, engine=engine_block,
     )
     if plan:  # loads the model and data, times one pass, probes 16 images; writes nothing to --out
         code = sandbox.run_in_child([], no_sandbox=no_sandbox)
@@ -260,7 +268,9 @@ def run(
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
     # a service runs no model code here, and the sandbox has no network to reach it with
-    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox or target.url)
+    # Ray's workers and sockets live outside any one process's sandbox: --engine ray runs unsandboxed
+    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])],
+                                no_sandbox=no_sandbox or target.url or bool(engine_block))
     if code is not None:  # the sandboxed child ran this same command
         raise typer.Exit(code)
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

@@ -189,6 +189,7 @@ class ClassificationAudit(AuditSkeleton):
         }
         if attack.threat_model == "black-box":
             entry["queries"] = query_block(queries, passes["forward_samples"], n_attacked)
+        self.step_extras = {"linf": linf, "l2": l2, "queries": queries}  # per sample, for a sharded run's merge
         entry["overhead"] = overhead_block(getattr(self, "pass_timer", None), attack_time, elapsed,
                                            self.counter.sizes_since(before_sizes), verify_calls)
         return entry
