@@ -33,29 +33,36 @@ class XrayNet(nn.Module):
         self.fc = nn.Linear(8 * 7 * 7, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.5) * 4.0  # centred inputs: one short training run then learns both classes
         return self.fc(torch.nn.functional.max_pool2d(torch.relu(self.conv(x)), 4).flatten(1))
 
 
 def _train(images: np.ndarray, labels: np.ndarray, seed: int) -> nn.Module:
+    """Two epochs, class-weighted (the training split is 74% pneumonia): about 80% test
+    accuracy, and FGSM at 2/255 already breaks some images, so the attacks have work to do."""
     torch.manual_seed(seed)
     net = XrayNet()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     x = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
     y = torch.from_numpy(labels.astype(np.int64))
-    for i in range(0, len(x), 32):  # one epoch: a model that classifies, not a good one
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x[i : i + 32]), y[i : i + 32]).backward()
-        opt.step()
+    weight = torch.tensor([float((y == 1).sum()) / max(float((y == 0).sum()), 1.0), 1.0])
+    for _ in range(2):
+        for i in range(0, len(x), 32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[i : i + 32]), y[i : i + 32], weight=weight).backward()
+            opt.step()
     return net.eval()
 
 
 @pytest.fixture(scope="session")
 def xray_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """TorchScript CNNs trained for one epoch on 320 pneumoniamnist training images: ``main`` and
+    """TorchScript CNNs trained for two epochs on 640 pneumoniamnist training images: ``main`` and
     ``alt`` (another seed: the model a vendor swaps in), plus the npz itself."""
     npz = require_shared_data("medmnist", "pneumoniamnist.npz")
     with np.load(npz) as data:
-        images, labels = data["train_images"][:320], data["train_labels"][:320].ravel()
+        labels = data["train_labels"].ravel()
+        pick = np.random.default_rng(0).permutation(len(labels))[:640]  # the split is stored sorted by class
+        images, labels = data["train_images"][pick], labels[pick]
     folder = tmp_path_factory.mktemp("served")
     paths = {"npz": npz}
     for name, seed in (("main", 0), ("alt", 1)):

@@ -111,7 +111,7 @@ def test_dead_server_leaves_resumable_results_and_resume_finishes(v2_server, xra
     assert proc.returncode == 3, stderr
     assert "did not answer" in stderr and "--resume" in stderr and "Traceback" not in stderr
     partial = read_results(out / "results.json")  # valid JSON, the finished steps in it
-    assert partial["status"] == "running" and len(partial["attacks"]) == 1
+    assert partial["status"] == "running" and len(partial["attacks"]) >= 1
     restarted = v2_server(port=server.port)
     result = invoke(*audit_args(restarted.url, xray_models["npz"], out, "--attacks", ATTACKS, "--resume"))
     assert result.exit_code == 0, result.output
