@@ -95,3 +95,20 @@ def test_bad_corruption_options_are_usage_errors(tiny, tmp_path, extra, message)
     result = audit(tiny, tmp_path / "out", *extra)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_the_demo_audits_the_dermoscopy_families(monkeypatch, tmp_path):
+    """The demo's wiring only (training and the audit are the rest of the suite's business):
+    ``medaudit demo`` hands the audit the dermoscopy preset's corruption families."""
+    import auditor.cli.demo as demo_cli
+    import auditor.demo
+    from auditor.registry import get_registry
+
+    seen = {}
+    monkeypatch.setattr(auditor.demo, "build_demo", lambda folder, seed: (tmp_path / "m.pt", tmp_path / "d", {}))
+    monkeypatch.setattr(demo_cli, "execute", lambda config, **kwargs: seen.setdefault("config", config))
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "out"), "--report-format", "none", "--quiet"])
+    assert result.exit_code == 0, result.output
+    expected = list(get_registry().get("modalities", "dermoscopy").corruptions)
+    assert seen["config"].corruptions == expected and "defocus-blur" in expected
+    assert seen["config"].severities == [1, 2, 3, 4, 5]
