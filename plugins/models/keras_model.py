@@ -6,6 +6,7 @@ carry autograd, so white-box attacks get gradients and TensorFlow is not needed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -31,7 +32,13 @@ def import_keras() -> Any:
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "torch"
     try:
-        keras = importlib.import_module("keras")
+        # Keras' first import brings absl and torch's logging, whose handlers keep the
+        # sys.stderr of that moment and absl closes it at exit when it is no longer the
+        # current one: under a test runner or an embedding application that is a borrowed,
+        # short-lived stream ("I/O operation on closed file"). They get the process's own.
+        with contextlib.redirect_stderr(sys.__stderr__ or sys.stderr), \
+                contextlib.redirect_stdout(sys.__stdout__ or sys.stdout):
+            keras = importlib.import_module("keras")
     except ImportError:
         raise InputError(MISSING_DEPENDENCY) from None
     backend = keras.backend.backend()
