@@ -70,7 +70,7 @@ def in_process(xray_models, tmp_path_factory) -> dict:
     return read_results(out / "results.json")
 
 
-@pytest.mark.slow  # two audits with Square and ZOO plus a server start: ~40 s on 2 idle cores, minutes when shared
+@pytest.mark.slow  # trains the CNN, two audits (Square, ZOO) and a server start: 5 min measured on 2 busy cores
 def test_service_audit_equals_in_process_and_counts_every_query(v2_server, xray_models, in_process, tmp_path):
     server = v2_server()
     result = invoke(*audit_args(server.url, xray_models["npz"], tmp_path / "svc", "--attacks", f"fgsm,{ATTACKS}"))
