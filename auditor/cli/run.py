@@ -124,7 +124,7 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Audit a seeded, stratified sample of N images.")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="Resize images to N or HxW (default: the size the model file declares, else the size all images share, else the modality's).")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Input channels (default: from the model's first conv, else the modality).")] = None,
-    roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics.")] = None,
+    roi: Annotated[Optional[Path], typer.Option(help="Segmentation: folder of region-of-interest masks (e.g. field of view) restricting metrics. Classification (CSV data): lesion masks for --saliency, matched by file name.")] = None,
     missed_fraction: Annotated[Optional[float], typer.Option("--missed-fraction", help="Segmentation: a lesion counts as missed when the predicted lesion area falls below this fraction of the true one (default 0.5).")] = None,
     eps: Annotated[Optional[str], typer.Option(help="L-inf budgets in /255 units, e.g. 2,4,6,8 (default: the modality's).")] = None,
     attacks: Annotated[Optional[str], typer.Option(help="Comma-separated attacks (default: fgsm,pgd,cw,autoattack,square,zoo).")] = None,
@@ -224,6 +224,10 @@ def run(
         raise UsageError(f"--uap-fit: {uap_fit} does not exist")
     if uap_fit_limit < 1 or saliency_samples < 1:
         raise UsageError("--uap-fit-limit and --saliency-samples must be at least 1")
+    if saliency:
+        from auditor.evaluation.saliency import require_captum
+
+        require_captum()  # a missing library exits 2 now, not after the attacks
     if detector_samples < 2:
         raise UsageError("--detector-samples must be at least 2")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:

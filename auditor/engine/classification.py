@@ -41,6 +41,7 @@ from auditor.evaluation.clinical import clinical_metrics, resolve_positive_class
 from auditor.evaluation.defense_audit import defense_results
 from auditor.evaluation.defenses import attack_surface
 from auditor.evaluation.detection import detection_for_audit
+from auditor.evaluation.saliency import saliency_for_audit
 from auditor.evaluation.universal import uap_for_audit
 from auditor.gates import evaluate_gates, parse_criteria, validate_criteria, write_junit
 from auditor.imagery import png_base64
@@ -378,6 +379,7 @@ class ClassificationAudit(AuditSkeleton):
             results["detection"] = detection_for_audit(self)
             write_results(out, results)
         results["universal"] = uap_for_audit(self, results) if config.uap else None
+        results["saliency"] = saliency_for_audit(self) if config.saliency else None
         self._validity_and_clinical(results, self.positive)
         write_results(out, results)
         results["summary"] = summarise(results)

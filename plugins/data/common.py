@@ -325,18 +325,17 @@ class FileDataset(Dataset):
             names.append(sample.name)
             if segmentation:
                 masks.append(self._mask(sample, native, size))
-                rois.append(self._roi(sample, native, size))
+            rois.append(self._roi(sample, native, size))  # classification: the lesion mask, when listed
         batch_images = imaging.stack_same_size(images, names)
+        has_roi = [r is not None for r in rois]
+        if segmentation and any(has_roi) and not all(has_roi):  # a classifier's lesion masks are optional
+            missing = names[has_roi.index(False)]
+            raise InputError(f"image '{missing}' has no ROI mask while others do; add one or drop the ROI folder")
+        roi = torch.from_numpy(np.stack(rois)) if has_roi and all(has_roi) else None
         if segmentation:
             targets = torch.from_numpy(imaging.stack_same_size(masks, names, "mask"))
-            has_roi = [r is not None for r in rois]
-            if any(has_roi) and not all(has_roi):
-                missing = names[has_roi.index(False)]
-                raise InputError(f"image '{missing}' has no ROI mask while others do; add one or drop the ROI folder")
-            roi = torch.from_numpy(np.stack(rois)) if all(has_roi) else None
         else:
             targets = torch.from_numpy(self._labels[idx].copy())
-            roi = None
         return Batch(torch.from_numpy(batch_images), targets, names, idx, roi)
 
     # ------------------------------------------------------------ segmentation

@@ -163,10 +163,12 @@ class CsvSource(DataSource):
                 mask, mask_name = _safe_path(row["mask"], manifest, line, "mask", inside)
                 if row.get("roi"):
                     roi, roi_name = _safe_path(row["roi"], manifest, line, "roi", inside)
+            elif row.get("mask"):  # classification: the lesion mask (saliency inside the lesion)
+                roi, roi_name = _safe_path(row["mask"], manifest, line, "mask", inside)
             samples.append(Sample(image, name, labels[line], mask, mask_name, roi, roi_name))
         require_samples(len(samples), str(manifest))
         refuse_repeated_images(samples, class_names, f"'{manifest.name}'")
-        if segmentation and options.roi is not None:
+        if options.roi is not None:
             roi_dir = Path(options.roi)  # named on the command line: its files stay inside it
             samples = attach_rois(samples, roi_dir, manifest.parent, DataRoot(roi_dir, options, "--roi folder"))
         return FileDataset(
