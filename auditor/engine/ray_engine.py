@@ -155,7 +155,12 @@ def worker_count(ray: Any, engine: dict[str, Any]) -> int:
     if fit < 1:
         raise UsageError(f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs: "
                          f"no worker of {cpus:g} CPUs and {gpus:g} GPUs fits")
-    return int(engine.get("workers") or fit)
+    workers = int(engine.get("workers") or fit)
+    if workers > fit and not engine.get("address"):
+        # a local instance never grows: the extra actors would wait forever for resources
+        raise UsageError(f"--workers {workers}: this machine's Ray instance fits {fit} workers of {cpus:g} CPUs"
+                         + (f" and {gpus:g} GPUs" if gpus else ""))
+    return workers
 
 
 class RayClassificationAudit(ClassificationAudit):
