@@ -107,7 +107,7 @@ def test_run_with_saliency_reports_the_share_inside_the_lesion(demo_inputs, tmp_
         assert 0.0 <= row["top_overlap"] <= 1.0 and 0 <= row["n_fooled"] <= row["n"]
     assert sal["examples"] and all(e["clean_saliency_png"] and e["adv_saliency_png"] for e in sal["examples"])
     html = (out / "report.html").read_text()
-    assert "Where the model looks" in html and "Inside lesion, adversarial" in html
+    assert "Where the model looks" in html and "In lesion, adversarial" in html
 
 
 def test_hostile_saliency_block_is_dropped_not_inlined():
