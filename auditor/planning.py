@@ -81,6 +81,25 @@ def _probe(audit: Any, images: int) -> dict[str, Any] | None:
     return {"images": len(take), "clean_accuracy": clean, "surviving_fgsm": surviving}
 
 
+def _timing_cost(size: int, timing: dict[str, float]) -> float:
+    """What measuring one pass at ``size`` costs the audit (auditor.accounting.time_one_pass:
+    a warm-up forward, then three forward and three forward+backward passes): the overhead
+    ratio's denominator, negligible on a small model, minutes on a heavy one on a CPU."""
+    return size * (4 * timing["forward_s_per_sample"] + 3 * timing["forward_backward_s_per_sample"])
+
+
+def _accounting(rows: list[dict[str, Any]], batch_size: int, timing: dict[str, float]) -> float:
+    """The audit's own timing: one pass at the batch size after the clean pass, and the pass
+    timer at the powers of two around each step's batch size (measured once per size)."""
+    sizes = {max(int(batch_size), 1)}
+    for r in rows:
+        size = int(min(math.ceil(r["expected"]["images"]), batch_size))
+        if size >= 1:
+            low = 1 << (size.bit_length() - 1)
+            sizes.update({low} if low == size else {low, 2 * low})
+    return sum(_timing_cost(s, timing) for s in sizes)
+
+
 def _steps(prep: Any, attacks: list[Any], params: dict[str, dict[str, Any]], n: int,
            probe: dict[str, Any] | None, timing: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
@@ -134,11 +153,12 @@ def _suggestions(audit: Any, rows: list[dict[str, Any]], fixed: dict[str, float]
                  for a in prep.attacks}
         quick_rows = _steps(prep, prep.attacks, quick, n, probe, timing)
         out.append({"change": "--budget quick", "expected_s": _total(fixed_s, quick_rows, "expected")})
-    per_image = (expected - fixed["loading"] - fixed["finish"]) / max(n, 1)
+    constant = fixed["loading"] + fixed["finish"] + fixed["accounting"]  # about the same at any --limit
+    per_image = (expected - constant) / max(n, 1)
     if target_s is not None and per_image > 0:
-        fit = math.floor((target_s - fixed["loading"] - fixed["finish"]) / per_image)
+        fit = math.floor((target_s - constant) / per_image)
         if 0 < fit < n:
-            out.append({"change": f"--limit {fit}", "expected_s": fixed["loading"] + fixed["finish"] + fit * per_image})
+            out.append({"change": f"--limit {fit}", "expected_s": constant + fit * per_image})
     costly = {}
     for r in rows:
         costly[r["attack"]] = costly.get(r["attack"], 0.0) + r["expected"]["seconds"]
@@ -177,7 +197,8 @@ def plan_audit(config: AuditConfig, registry: Registry, progress: Progress | Non
     probe = _probe(audit, probe_images)
     rows = _steps(prep, prep.attacks, prep.params, audit.n, probe, timing)
     fixed = {"loading": loading_s, "clean_pass": audit.n * timing["forward_s_per_sample"],
-             "finish": audit.finish_units() * timing["forward_backward_s_per_sample"]}
+             "finish": audit.finish_units() * timing["forward_backward_s_per_sample"],
+             "accounting": _accounting(rows, min(int(config.batch_size), audit.n), timing)}
     target_s = config.max_time
     return {
         "model": str(config.model), "task": prep.task, "images": audit.n, "device": str(prep.device),

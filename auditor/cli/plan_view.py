@@ -62,7 +62,8 @@ def plan_lines(plan: dict[str, Any]) -> list[str]:
         lines.append(f"probe ({probe['images']} images): clean accuracy {probe['clean_accuracy']:.0%}; "
                      f"still correct after FGSM at {standing}")
     lines.append(f"loading {duration(fixed['loading'])}, clean pass {duration(fixed['clean_pass'])}, "
-                 f"after the steps (checks, targeted attacks) {duration(fixed['finish'])}")
+                 f"after the steps (checks, targeted attacks) {duration(fixed['finish'])}, "
+                 f"timing passes for the overhead ratio {duration(fixed['accounting'])}")
     est = plan["estimate_s"]
     lines.append(f"estimated wall time: {duration(est['expected'])} expected (cascade), "
                  f"{duration(est['upper'])} at most (every image through every step)")
