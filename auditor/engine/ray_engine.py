@@ -116,14 +116,13 @@ def _actor_classes(ray: Any) -> tuple[Any, Any]:
 
     @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
     class ShardWorker:
-        def __init__(self, config: AuditConfig, threads: int, sink: Any) -> None:
+        def __init__(self, config: AuditConfig, threads: int) -> None:
             torch.set_num_threads(max(int(threads), 1))
-            self.sink = sink
             self.prep = prepare(config, get_registry())
             self.hash = config_hash(config.identity(), self.prep.model.sha256, self.prep.dataset.fingerprint())
 
-        def run(self, samples: list[int], clean: dict[str, Any]) -> dict[str, Any]:
-            audit = ShardAudit(self.prep, clean, samples, ShardProgress(self.sink))
+        def run(self, samples: list[int], clean: dict[str, Any], sink: Any) -> dict[str, Any]:
+            audit = ShardAudit(self.prep, clean, samples, ShardProgress(sink))
             return {"format": SHARD_FORMAT, "config_hash": self.hash, "samples": samples, "pid": os.getpid(),
                     **audit.run_shard()}
 
@@ -217,7 +216,9 @@ class RayClassificationAudit(ClassificationAudit):
         options = {"num_cpus": float(engine.get("cpus_per_worker") or 1),
                    "num_gpus": float(engine.get("gpus_per_worker") or 0)}
         threads = int(engine.get("cpus_per_worker") or 1)
-        actors = [worker_cls.options(**options).remote(self.config, threads, sink) for _ in range(min(workers, len(todo)))]
+        # the sink goes with each call, not to the constructor: constructor arguments held in the
+        # object store would make a restarted actor depend on them (Ray warns, issue 53727)
+        actors = [worker_cls.options(**options).remote(self.config, threads) for _ in range(min(workers, len(todo)))]
         weights = {f"{a.name} eps={e:g}/255": attack_units(a, self.prep.params[a.name])
                    for a in self.prep.attacks for e in self.prep.eps_255}
         total = sum(float(np.sum(self.correct)) * w for w in weights.values())
@@ -227,7 +228,7 @@ class RayClassificationAudit(ClassificationAudit):
             while todo or pending:
                 while todo and idle:
                     shard, actor = todo.pop(0), idle.pop(0)
-                    pending[actor.run.remote(layout[shard], clean)] = (shard, actor)
+                    pending[actor.run.remote(layout[shard], clean, sink)] = (shard, actor)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for description, n in ray.get(sink.drain.remote()).items():
                     units = n * weights.get(description, 0.0)
