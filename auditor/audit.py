@@ -12,8 +12,8 @@ from auditor.config import AuditConfig
 from auditor.engine.classification import ClassificationAudit
 from auditor.engine.corruption import resolve_families
 from auditor.engine.prepare import prepare
-from auditor.engine.segmentation import SegmentationAudit
 from auditor.engine.ray_engine import RayClassificationAudit
+from auditor.engine.segmentation import SegmentationAudit
 from auditor.errors import InputError, UsageError
 from auditor.out_lock import out_folder_lock
 from auditor.progress import Progress

@@ -13,8 +13,8 @@ from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
 from auditor.cli.engine_options import engine_settings
 from auditor.cli.headline import print_headline
-from auditor.cli.service_options import service_settings
 from auditor.cli.plan_view import show_plan
+from auditor.cli.service_options import service_settings
 from auditor.config import (AuditConfig, parse_backends, parse_eps, parse_floats, parse_list,
                             parse_severities, parse_size)
 from auditor.engine.record import record_rendering
@@ -153,8 +153,8 @@ def run(
     detector_fit: Annotated[Optional[Path], typer.Option("--detector-fit", help="Also evaluate an adversarial-example detector (Mahalanobis distance on penultimate features) fitted on this clean, labelled data (same format as --data): detection AUROC per attack and eps, and against an attacker who evades it.")] = None,
     detector_fit_split: Annotated[Optional[str], typer.Option("--detector-fit-split", help="Split of --detector-fit to fit on (empty: all of it).")] = "train",
     detector_samples: Annotated[int, typer.Option("--detector-samples", help="Clean-correct audit images the detector is evaluated on.")] = 64,
-    uap: Annotated[bool, typer.Option("--uap", help="Also fit one universal adversarial perturbation per eps (Moosavi-Dezfooli et al. 2017; batched) and report its fooling rate and accuracy (Dice) under it; fitted on --uap-fit, else on a seeded half of --data and evaluated on the other half. Backend: --backend uap=native|art.")] = False,
     detectors: Annotated[str, typer.Option("--detectors", help="Detectors fitted with --detector-fit, comma-separated: mahalanobis (Lee et al. 2018), kd-bu (kernel density + Bayesian uncertainty, Feinman et al. 2017), lid (local intrinsic dimensionality, Ma et al. 2018); each also faces its own adaptive attacker.")] = "mahalanobis,kd-bu,lid",
+    uap: Annotated[bool, typer.Option("--uap", help="Also fit one universal adversarial perturbation per eps (Moosavi-Dezfooli et al. 2017; batched) and report its fooling rate and accuracy (Dice) under it; fitted on --uap-fit, else on a seeded half of --data and evaluated on the other half. Backend: --backend uap=native|art.")] = False,
     uap_fit: Annotated[Optional[Path], typer.Option("--uap-fit", help="Data to fit the universal perturbation on (same format as --data; implies --uap); the audited images are then the evaluation set.")] = None,
     uap_fit_split: Annotated[Optional[str], typer.Option("--uap-fit-split", help="Split of --uap-fit to fit on (default: all of it).")] = None,
     uap_fit_limit: Annotated[int, typer.Option("--uap-fit-limit", help="Seeded, stratified sample of at most N --uap-fit images.")] = 256,
@@ -230,6 +230,10 @@ def run(
         require_captum()  # a missing library exits 2 now, not after the attacks
     if detector_samples < 2:
         raise UsageError("--detector-samples must be at least 2")
+    detector_names = parse_list(detectors, "--detectors") or []
+    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
+    if unknown_detectors or not detector_names:
+        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
     if missed_fraction is not None and not 0.0 < missed_fraction <= 1.0:
         raise UsageError(f"--missed-fraction: {missed_fraction:g} must be in (0, 1]")
     if model_timeout_s < 0:
@@ -237,10 +241,6 @@ def run(
     for folder in template_dir or []:
         if not folder.is_dir():
             raise UsageError(f"--template-dir: {folder} is not a folder")
-    detector_names = parse_list(detectors, "--detectors") or []
-    unknown_detectors = [d for d in detector_names if d not in ("mahalanobis", "kd-bu", "lid")]
-    if unknown_detectors or not detector_names:
-        raise UsageError(f"--detectors: '{(unknown_detectors or [''])[0]}' is not mahalanobis, kd-bu or lid")
     config = AuditConfig(
         model=target.model, data=data, out=out, model_format=target.model_format, arch=arch, trust_model=trust_model,
         mean=mean_std[0], std=mean_std[1], preprocess=preprocess, data_format=data_format,
