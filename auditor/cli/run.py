@@ -78,6 +78,14 @@ def execute(config: AuditConfig, *, quiet: bool, as_json: bool, command: str | N
         written = render_reports(results, config.out, config.formats, registry, progress=progress,
                                  template_dirs=list(template_dirs or []))
         record_rendering(results, Path(config.out), time.perf_counter() - rendering_started, config.formats)
+    # A report that could not be written is said even under --quiet: a CI job that asked for a
+    # PDF must not find out later that only report.html exists (the reason was noted above).
+    names = {p.name for p in written}
+    unwritten = [fmt for fmt in config.formats if registry.get("reporters", fmt).filename not in names]
+    if unwritten:
+        err_console.print(f"medaudit: warning: {', '.join(unwritten)} report not written; results.json is complete: "
+                          f"re-render with `medaudit report {printable(str(config.out))}`",
+                          markup=False, highlight=False, soft_wrap=True)
     if config.junit and results.get("gates"):
         written.append(Path(config.junit))
     if not quiet:  # on stderr, so stdout stays the --json answer alone

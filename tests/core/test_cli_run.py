@@ -211,3 +211,21 @@ def test_run_renders_with_a_template_dir(demo_inputs, tmp_path):
     assert "ACME mapping" in (tmp_path / "out" / "report.html").read_text()
     missing = run_cli(*args, "--attacks", "fgsm", "--eps", "2", "--template-dir", str(tmp_path / "missing"))
     assert missing.exit_code == 2 and "is not a folder" in missing.output
+
+
+def test_a_report_that_cannot_be_written_is_said_even_under_quiet(demo_inputs, tmp_path, monkeypatch):
+    """--quiet hides progress notes, not a missing report: exit 0 with report.pdf absent
+    and nothing on stderr would let a CI job ship an audit without its PDF."""
+    from auditor.errors import MedauditError
+    from plugins.reporters import pdf as pdf_module
+
+    def broken() -> None:
+        raise MedauditError("cannot write the PDF report: WeasyPrint failed")
+
+    monkeypatch.setattr(pdf_module, "_weasyprint", broken)
+    model, data = demo_inputs
+    args = [a if a != "none" else "html,pdf" for a in base_args(model, data, tmp_path / "out")]
+    result = run_cli(*args, "--attacks", "fgsm", "--eps", "2")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "report.html").exists() and not (tmp_path / "out" / "report.pdf").exists()
+    assert "pdf report not written" in result.stderr and "medaudit report" in result.stderr
