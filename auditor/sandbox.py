@@ -259,13 +259,20 @@ def _unavailable_reason(no_sandbox: bool) -> str | None:
     return None
 
 
-def run_in_child(writable: list[Path], *, no_sandbox: bool = False) -> int | None:
+def confines(no_sandbox: bool = False) -> bool:
+    """Whether :func:`run_in_child` would re-run this command in the sandbox: for a caller
+    that must decide first (``--engine ray``, whose worker processes the sandbox cannot reach)."""
+    return _unavailable_reason(no_sandbox) is None
+
+
+def run_in_child(writable: list[Path], *, no_sandbox: bool = False, unconfined: str | None = None) -> int | None:
     """Re-run the current command in a sandboxed child that may write beneath ``writable``
     only; returns the child's exit code (128+N when killed by signal N). Returns None when
     the caller must go on in-process: inside the child itself, when turned off, or when the
-    kernel offers no sandbox (then with a warning; :func:`state` records why)."""
+    kernel offers no sandbox (then with a warning; :func:`state` records why). ``unconfined``
+    names why this command runs outside a sandbox the kernel offers (warned and recorded)."""
     global _state
-    reason = _unavailable_reason(no_sandbox)
+    reason = _unavailable_reason(no_sandbox) or unconfined
     if reason == "in child":
         return None
     if reason is not None:

@@ -34,3 +34,18 @@ def engine_settings(engine: str, ray_address: str | None, workers: int | None, g
     require_ray()  # a missing extra exits 2 now, not after the model is loaded
     return {"name": "ray", "address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker,
             "cpus_per_worker": cpus_per_worker, "shards": shards}
+
+
+def ray_unconfined(engine: dict[str, Any], no_sandbox: bool, trust_model: bool) -> str | None:
+    """Why an ``--engine ray`` audit runs outside the sandbox (None for local). Ray's workers
+    are processes Ray starts, with sockets to the cluster, beyond the sandboxed child's reach,
+    so the model would run unconfined there: that takes an explicit flag. The loaders refuse
+    pickles and unsafe TorchScript calls without ``--trust-model`` in the workers too."""
+    if not engine:
+        return None
+    from auditor import sandbox
+
+    if sandbox.confines(no_sandbox) and not trust_model:
+        raise UsageError("--engine ray runs the model in Ray's worker processes, outside the sandbox: add --no-sandbox "
+                         "to accept that (or --trust-model for a model whose authors you trust), or use --engine local")
+    return "--engine ray: the model runs in Ray's worker processes, which the sandbox cannot confine"

@@ -11,7 +11,7 @@ import typer
 
 from auditor import sandbox
 from auditor.cli.common import RichProgress, err_console, handle_errors, printable, stdout_to_stderr
-from auditor.cli.engine_options import engine_settings
+from auditor.cli.engine_options import engine_settings, ray_unconfined
 from auditor.cli.headline import print_headline
 from auditor.cli.plan_view import show_plan
 from auditor.cli.service_options import service_settings
@@ -183,7 +183,7 @@ def run(
     auth_env: Annotated[Optional[str], typer.Option("--auth-env", help="Service: name of the environment variable holding a bearer token (sent as 'Authorization: Bearer ...' to the target host only; never written to results, reports or logs).")] = None,
     auth_header_file: Annotated[Optional[Path], typer.Option("--auth-header-file", help="Service: file of 'Header-Name: value' lines sent with every request to the target host only (e.g. an API key); never written out.")] = None,
     request_timeout: Annotated[float, typer.Option("--request-timeout", help="Service: seconds one request may take before it is retried (timeouts, 429 and 5xx are retried 6 times with exponential backoff and jitter).")] = 60.0,
-    engine: Annotated[str, typer.Option("--engine", help="local (default) or ray: shard the attack steps by samples over Ray workers (classification; same numbers as local). Needs: pip install 'medaudit[ray]'.")] = "local",
+    engine: Annotated[str, typer.Option("--engine", help="local (default) or ray: shard the attack steps by samples over Ray workers (classification; same numbers as local). Needs: pip install 'medaudit[ray]', and --no-sandbox (Ray's workers run outside the sandbox).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: join this cluster (auto, ray://HOST:PORT, HOST:PORT); default: start a local Ray instance.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="--engine ray: worker actors (default: as many as the cluster's CPUs or GPUs fit).")] = None,
     gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="--engine ray: GPUs per worker (fractions share a GPU), e.g. 1 or 0.5.")] = 0.0,
@@ -280,9 +280,8 @@ def run(
     refuse_existing_audit(out, resume=resume, overwrite=overwrite)
     # Everything above only read the command line; the model is loaded from here on.
     # a service runs no model code here, and the sandbox has no network to reach it with
-    # Ray's workers and sockets live outside any one process's sandbox: --engine ray runs unsandboxed
-    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])],
-                                no_sandbox=no_sandbox or target.url or bool(engine_block))
+    code = sandbox.run_in_child([out, *([junit.parent] if junit else [])], no_sandbox=no_sandbox or target.url,
+                                unconfined=ray_unconfined(engine_block, no_sandbox, trust_model))
     if code is not None:  # the sandboxed child ran this same command
         raise typer.Exit(code)
     execute(config, quiet=quiet, as_json=as_json, template_dirs=template_dir)

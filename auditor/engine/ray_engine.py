@@ -101,6 +101,15 @@ class ShardAudit(ClassificationAudit):
         return {"steps": steps, "gallery": self.gallery}
 
 
+def open_worker(config: AuditConfig, threads: int) -> tuple[Prepared, str]:
+    """A worker's model and data, opened from the configuration through the driver's own
+    loaders and checks (without --trust-model a pickle or an unsafe TorchScript call is
+    refused here exactly as on the driver), and the audit's hash to compare with the driver's."""
+    torch.set_num_threads(max(int(threads), 1))
+    prep = prepare(config, get_registry())
+    return prep, config_hash(config.identity(), prep.model.sha256, prep.dataset.fingerprint())
+
+
 def _actor_classes(ray: Any) -> tuple[Any, Any]:
     @ray.remote(num_cpus=0)
     class ProgressSink:
@@ -117,9 +126,7 @@ def _actor_classes(ray: Any) -> tuple[Any, Any]:
     @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
     class ShardWorker:
         def __init__(self, config: AuditConfig, threads: int) -> None:
-            torch.set_num_threads(max(int(threads), 1))
-            self.prep = prepare(config, get_registry())
-            self.hash = config_hash(config.identity(), self.prep.model.sha256, self.prep.dataset.fingerprint())
+            self.prep, self.hash = open_worker(config, threads)
 
         def run(self, samples: list[int], clean: dict[str, Any], sink: Any) -> dict[str, Any]:
             audit = ShardAudit(self.prep, clean, samples, ShardProgress(sink))

@@ -29,14 +29,6 @@ FLAGS = ["--attacks", "fgsm,pgd,square,zoo", "--backend", "pgd=native", "--eps",
 
 
 @pytest.fixture(scope="session")
-def ray_address():
-    """A local Ray instance (3 CPUs) for the session; its address lets a subprocess driver join."""
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
 def local_numbers(demo_inputs, tmp_path_factory):
     model, data = demo_inputs
     out = tmp_path_factory.mktemp("local")
