@@ -25,6 +25,24 @@ def check_budget(budget: str) -> None:
         raise ValueError(f"unknown budget {budget!r}")
 
 
+def exact_gpu_arithmetic(device: torch.device) -> dict[str, bool] | None:
+    """Full float32 and deterministic kernels on a CUDA device; what was set, for results.json.
+
+    PyTorch lets cuDNN convolutions run in TF32 by default (10-bit mantissa), and cuDNN may
+    pick a different, non-deterministic algorithm for each batch shape. On an H200 that moved
+    a PGD confidence in its fifth digit between batch sizes 7 and 32 (tests/distributed:
+    identity), so an audit's numbers depended on --batch-size and on how many images a Ray
+    shard held. An audit is a measurement: it pays for exact float32 instead. Nothing is
+    changed on the CPU, whose kernels are already batch-invariant here."""
+    if device.type != "cuda":
+        return None
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return {"tf32": False, "cudnn_deterministic": True, "cudnn_benchmark": False}
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Project ``x_adv`` onto the L-inf ball of radius ``eps`` around ``x`` and into [0,1].
     The only projection in medaudit: attacks, the engine and the checks all call it."""

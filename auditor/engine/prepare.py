@@ -19,7 +19,7 @@ from auditor.evaluation.defenses import attach_defense
 from auditor.interfaces import AttackContext, DataOptions, Dataset
 from auditor.models import (SingleLogitAsTwoClasses, infer_input_channels, open_model, preprocess_channel_order,
                             probe_model)
-from auditor.numerics import BUDGETS
+from auditor.numerics import BUDGETS, exact_gpu_arithmetic
 from auditor.progress import Progress
 from auditor.registry import Registry
 from auditor.transfer import add_surrogate
@@ -56,6 +56,7 @@ def prepare(config: AuditConfig, registry: Registry, progress: Progress | None =
     progress = progress or Progress()
     registry = registry.for_audit()  # records the components this audit uses (results' provenance)
     device = resolve_device(config.device)
+    exact_gpu_arithmetic(device)  # TF32 off, deterministic cuDNN: numbers independent of the batch
     modality = registry.get("modalities", config.modality)
     _check_numbers(config)
     with progress.task("loading model", None):
