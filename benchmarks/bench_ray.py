@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from auditor.cli import app  # noqa: E402
@@ -54,10 +55,45 @@ def agreement(diffs: list[str]) -> dict:
             "decision_differences": [d for d in diffs if d not in floats]}
 
 
+def steps_s(results: dict) -> float:
+    """Wall seconds of the attack steps: a local run's step rows, a Ray run's shards after
+    its workers started (the rows of ``timing.breakdown``)."""
+    rows = results["timing"]["breakdown"]
+    return sum(r["s"] for r in rows if r["phase"] == "attack" or r["phase"].startswith("ray: attack steps"))
+
+
+def threads_probe(model: Path, data: Path, out: Path, n: int) -> tuple[float, dict]:
+    """The local audit at one torch thread: what one Ray worker does, with the whole data set."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return audit(model, data, out, n, [])
+    finally:
+        torch.set_num_threads(before)
+
+
+def report(row: dict) -> None:
+    ph = row["phases"]
+    print(f"local ({row['threads']} torch threads): {row['local_s']:.1f} s (attack steps {row['local_steps_s']:.1f} s)")
+    if row.get("local1_s") is not None:
+        print(f"local at 1 torch thread: {row['local1_s']:.1f} s (attack steps {row['local1_steps_s']:.1f} s): "
+              f"2 threads run the steps {row['thread_gain']:.2f}x faster than 1; so 2 workers x 1 thread can "
+              f"beat local by at most {row['ceiling']:.2f}x on the steps")
+    print(f"ray (2 workers x 1 CPU): {row['ray_s']:.1f} s: ray.init {ph['ray_init_s']:.1f} s, workers' start "
+          f"{ph['workers_start_s']:.1f} s (model and data {ph['workers_open_s']:.1f} s), attack steps "
+          f"{row['ray_steps_s']:.1f} s ({row['shards']} shards, workers busy {100 * (ph['worker_busy_share'] or 0):.0f}%, "
+          f"tail idle {ph['tail_idle_s']:.1f} s), merge {ph['merge_s']:.3f} s, checkpoints {ph['checkpoint_s']:.3f} s")
+    print(f"RATIO local/ray {row['ratio']:.2f}x (target >= 1.6); attack steps only {row['steps_ratio']:.2f}x; "
+          f"Ray start-up {row['startup_s']:.1f} s = {100 * row['startup_share']:.1f}% of the ray run; driver "
+          f"merge+checkpoints {100 * row['driver_share']:.2f}% (target < 5%); same decisions: {row['same_decisions']}; "
+          f"float differences beyond float32 rounding: {len(row['float_differences'])}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=40, help="images audited (default 40)")
+    parser.add_argument("--n", type=int, default=800, help="images audited (default 800: local about 60-90 s on 2 idle cores)")
     parser.add_argument("--repeat", type=int, default=1, help="alternate local and ray this many times")
+    parser.add_argument("--no-probe", action="store_true", help="skip the local run at 1 torch thread")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     model, data, _ = build_demo(work, seed=0, n_test_per_class=max(args.n // 2, 2))
@@ -65,16 +101,22 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for _ in range(args.repeat):
         local_s, local = audit(model, data, work / "local", args.n, [])
+        row = {"n": args.n, "threads": torch.get_num_threads(), "local_s": local_s, "local_steps_s": steps_s(local)}
+        if not args.no_probe:
+            local1_s, local1 = threads_probe(model, data, work / "local1", args.n)
+            row.update(local1_s=local1_s, local1_steps_s=steps_s(local1))
+            row["thread_gain"] = row["local1_steps_s"] / row["local_steps_s"]
+            row["ceiling"] = 2 / row["thread_gain"]
         ray_s, ray = audit(model, data, work / "ray", args.n, ray_flags)
         engine = ray["engine"]
-        rows.append({"local_s": local_s, "ray_s": ray_s, "ratio": local_s / ray_s,
-                     "driver_share": engine["driver_s"] / ray_s, "shards_s": engine["shards_s"],
-                     **agreement(differences(numbers(local), numbers(ray)))})
-    for row in rows:
-        print(f"local {row['local_s']:.1f} s, ray (2 workers x 1 CPU) {row['ray_s']:.1f} s (shards "
-              f"{row['shards_s']:.1f} s): ratio {row['ratio']:.2f}x; driver merge+checkpoints "
-              f"{100 * row['driver_share']:.2f}% of the ray run; same decisions: {row['same_decisions']}; "
-              f"float differences beyond float32 rounding: {len(row['float_differences'])}")
+        phases = engine["phases"]
+        startup = phases["ray_init_s"] + phases["workers_start_s"]
+        row.update(ray_s=ray_s, ray_steps_s=steps_s(ray), shards=engine["shards"], phases=phases,
+                   ratio=local_s / ray_s, steps_ratio=row["local_steps_s"] / steps_s(ray),
+                   startup_s=startup, startup_share=startup / ray_s, driver_share=engine["driver_s"] / ray_s,
+                   **agreement(differences(numbers(local), numbers(ray))))
+        rows.append(row)
+        report(row)
     print(json.dumps(rows))
 
 

@@ -28,23 +28,78 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from auditor.accounting import PassTimer
 from auditor.config import AuditConfig, config_hash
 from auditor.engine.classification import GALLERY_PER_CLASS, ClassificationAudit
 from auditor.engine.prepare import Prepared, prepare
 from auditor.engine.shards import (SHARD_DIR, SHARD_FORMAT, load_shards, merge_gallery, merge_step, save_shard,
                                    split_samples, step_key)
+from auditor.engine.record import time_breakdown
 from auditor.engine.skeleton import attack_units
 from auditor.errors import InputError, UsageError
 from auditor.progress import Progress, ProgressTask
 from auditor.registry import get_registry
+from auditor.results import write_results
 
 SHARDS_PER_WORKER = 4  # finer than one per worker: balance, and less to redo after a crash
+MIN_SHARD_BATCHES = 2  # see default_shards
 RETRIES = 3
+
+
+def default_shards(n: int, workers: int, batch_size: int) -> int:
+    """Shards for ``n`` samples: up to SHARDS_PER_WORKER per worker, so a worker that drew
+    cheap samples takes another shard while a slow one finishes (the cascade makes costs
+    uneven), but never under MIN_SHARD_BATCHES batches each: an attack's per-call cost
+    (ART's and the query attacks' Python loop per iteration) is paid per chunk, and a shard
+    of a few images pays it for a chunk almost empty."""
+    fit = n // max(batch_size * MIN_SHARD_BATCHES, 1)
+    return max(min(workers * SHARDS_PER_WORKER, fit), workers, 1)
+
+
+def worker_phases(log: list[dict[str, Any]], shards_s: float) -> dict[str, Any]:
+    """Where the workers' time went, from the times each shard reports: start-up (process,
+    imports, model and data, until the worker's first shard began; the slowest worker's),
+    compute (every shard's seconds, summed), the share of the workers' time they computed,
+    and the tail (how long the first worker to run out of shards sat idle before the last
+    finished). Times are compared across processes by wall clock: on one machine exact, on a
+    cluster as good as its clocks."""
+    if not log:
+        return {"workers_start_s": 0.0, "workers_open_s": 0.0, "shards_compute_s": 0.0, "worker_busy_share": None,
+                "tail_idle_s": 0.0}
+    actors = sorted({r["actor"] for r in log})
+    first = {a: min(r["started"] for r in log if r["actor"] == a) for a in actors}
+    last = {a: max(r["ended"] for r in log if r["actor"] == a) for a in actors}
+    compute = sum(r["ended"] - r["started"] for r in log)
+    return {"workers_start_s": max(first[a] - log[0]["created"] for a in actors),
+            "workers_open_s": max(r["open_s"] for r in log),
+            "shards_compute_s": compute,
+            "worker_busy_share": compute / (len(actors) * shards_s) if shards_s > 0 else None,
+            "tail_idle_s": max(last.values()) - min(last.values())}
+
+
+def ray_breakdown(results: dict[str, Any], wall_s: float, clean_s: float, engine: dict[str, Any]) -> dict[str, Any]:
+    """The timing breakdown of a Ray run: the attack steps ran on the workers in parallel, so
+    the rows are the Ray phases on the driver's clock (the per-step worker seconds stay in
+    each attack entry's ``time_s``), then the rows a local run has after the steps."""
+    phases = engine["phases"]
+    start = phases["ray_init_s"] + phases["workers_start_s"]
+    steps = max(engine["shards_s"] - phases["workers_start_s"] - phases["checkpoint_s"], 0.0)
+    ray_rows = [{"phase": "ray: start (ray.init, workers' imports, model and data)", "s": start},
+                {"phase": f"ray: attack steps, {engine['shards']} shards on {engine['workers']} workers", "s": steps},
+                {"phase": "ray: driver's merge and checkpoints", "s": engine["driver_s"]}]
+    base = time_breakdown({**results, "attacks": []}, wall_s, max(clean_s, 0.0))["breakdown"]
+    rows = [base[0], *ray_rows, *base[1:-1]]
+    named = sum(r["s"] for r in rows)
+    rows.append({"phase": "other (data loading, writes, bookkeeping)", "s": max(wall_s - named, 0.0)})
+    for r in rows:
+        r["share"] = r["s"] / wall_s if wall_s > 0 else None
+    return {"breakdown": rows, "wall_s": wall_s, "named_s": named}
 
 
 def require_ray() -> Any:
@@ -79,8 +134,11 @@ class ShardProgress(Progress):
 class ShardAudit(ClassificationAudit):
     """A worker's audit: the driver's clean pass, the cascade on one shard's samples."""
 
-    def __init__(self, prep: Prepared, clean: dict[str, Any], samples: list[int], progress: Progress) -> None:
+    def __init__(self, prep: Prepared, clean: dict[str, Any], samples: list[int], progress: Progress,
+                 timer: PassTimer | None = None) -> None:
         super().__init__(prep, progress)
+        # the overhead ratio's denominator, timed on this worker (its threads, its device)
+        self.pass_timer = timer or PassTimer(prep.model.module, self._batch(np.asarray(samples[:self.batch_size]))[0])
         self.ids = list(clean["ids"])
         self.clean_pred = np.asarray(clean["clean_pred"], dtype=np.int64)
         self.clean_conf = np.asarray(clean["clean_confidence"], dtype=np.float64)
@@ -126,12 +184,17 @@ def _actor_classes(ray: Any) -> tuple[Any, Any]:
     @ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)
     class ShardWorker:
         def __init__(self, config: AuditConfig, threads: int) -> None:
+            t0 = time.perf_counter()
             self.prep, self.hash = open_worker(config, threads)
+            self.open_s, self.timer = time.perf_counter() - t0, None
 
         def run(self, samples: list[int], clean: dict[str, Any], sink: Any) -> dict[str, Any]:
-            audit = ShardAudit(self.prep, clean, samples, ShardProgress(sink))
-            return {"format": SHARD_FORMAT, "config_hash": self.hash, "samples": samples, "pid": os.getpid(),
-                    **audit.run_shard()}
+            started = time.time()
+            audit = ShardAudit(self.prep, clean, samples, ShardProgress(sink), self.timer)
+            self.timer = audit.pass_timer  # timed once per worker, reused by its next shards
+            shard = audit.run_shard()
+            worker = {"pid": os.getpid(), "open_s": self.open_s, "started": started, "ended": time.time()}
+            return {"format": SHARD_FORMAT, "config_hash": self.hash, "samples": samples, "worker": worker, **shard}
 
     return ProgressSink, ShardWorker
 
@@ -185,9 +248,11 @@ class RayClassificationAudit(ClassificationAudit):
     def _run_shards(self, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ray = require_ray()
         engine = dict(self.config.engine)
+        t0 = time.perf_counter()
         connect(ray, engine)
+        self.phases: dict[str, Any] = {"ray_init_s": time.perf_counter() - t0}
         workers = worker_count(ray, engine)
-        layout = split_samples(self.n, int(engine.get("shards") or workers * SHARDS_PER_WORKER))
+        layout = split_samples(self.n, int(engine.get("shards") or default_shards(self.n, workers, self.batch_size)))
         cfg_hash = config_hash(self.config.identity(), self.prep.model.sha256, self.prep.dataset.fingerprint())
         if self.config.resume:
             done = load_shards(self.config.out, cfg_hash, layout)
@@ -195,22 +260,35 @@ class RayClassificationAudit(ClassificationAudit):
             shutil.rmtree(self.config.out / SHARD_DIR, ignore_errors=True)
             done = {}
         started = time.perf_counter()
-        self.driver_s = 0.0
+        self.checkpoint_s, self.worker_log = 0.0, []
         clean = {"ids": self.ids, "clean_pred": self.clean_pred.tolist(), "clean_confidence": self.clean_conf.tolist()}
         self._dispatch(ray, engine, workers, layout, done, clean, cfg_hash)
+        shards_s = time.perf_counter() - started
         t0 = time.perf_counter()
         order = [step_key(a.name, e) for e in self.prep.eps_255 for a in self.prep.attacks]
         shards = [done[s] for s in range(len(layout))]
         merged = {key: merge_step([s["steps"][key] for s in shards], self.n) for key in order}
         self.gallery = merge_gallery([s["gallery"] for s in shards], order, GALLERY_PER_CLASS)
-        self.driver_s += time.perf_counter() - t0
+        merge_s = time.perf_counter() - t0
         results["engine"] = {
             "name": "ray", "workers": workers, "shards": len(layout), "resumed_shards": len(layout) - self.ran,
             "cpus_per_worker": engine.get("cpus_per_worker") or 1, "gpus_per_worker": engine.get("gpus_per_worker") or 0,
-            "address": engine.get("address") or "local", "shards_s": time.perf_counter() - started,
-            "driver_s": self.driver_s,  # merge and checkpoints: the driver's own share of the time
+            "address": engine.get("address") or "local", "shards_s": shards_s,
+            "driver_s": merge_s + self.checkpoint_s,  # merge and checkpoints: the driver's own share of the time
+            "phases": {**self.phases, **worker_phases(self.worker_log, shards_s), "merge_s": merge_s,
+                       "checkpoint_s": self.checkpoint_s},
         }
+        self.ray_s = time.perf_counter() - started + self.phases["ray_init_s"]
         return merged
+
+    def run(self) -> dict[str, Any]:
+        results = super().run()
+        timing, engine = results.get("timing"), results.get("engine")
+        if isinstance(timing, dict) and engine and hasattr(self, "ray_s"):
+            # the skeleton timed the shards inside the clean pass: one row per Ray phase instead
+            timing.update(ray_breakdown(results, timing["wall_s"], self.clean_s - self.ray_s, engine))
+            write_results(Path(self.config.out), results)
+        return results
 
     def _dispatch(self, ray: Any, engine: dict[str, Any], workers: int, layout: list[list[int]],
                   done: dict[int, dict[str, Any]], clean: dict[str, Any], cfg_hash: str) -> None:
@@ -226,6 +304,7 @@ class RayClassificationAudit(ClassificationAudit):
         # the sink goes with each call, not to the constructor: constructor arguments held in the
         # object store would make a restarted actor depend on them (Ray warns, issue 53727)
         actors = [worker_cls.options(**options).remote(self.config, threads) for _ in range(min(workers, len(todo)))]
+        created = time.time()
         weights = {f"{a.name} eps={e:g}/255": attack_units(a, self.prep.params[a.name])
                    for a in self.prep.attacks for e in self.prep.eps_255}
         total = sum(float(np.sum(self.correct)) * w for w in weights.values())
@@ -252,9 +331,9 @@ class RayClassificationAudit(ClassificationAudit):
                         raise InputError(f"shard {shard}: the worker saw a different model or data than the driver "
                                          "(every node needs the same files at the same paths)")
                     t0 = time.perf_counter()
-                    payload.pop("pid", None)
+                    self.worker_log.append({"actor": actors.index(actor), "created": created, **payload.pop("worker")})
                     save_shard(self.config.out, shard, payload)
-                    self.driver_s += time.perf_counter() - t0
+                    self.checkpoint_s += time.perf_counter() - t0
                     done[shard] = payload
                     idle.append(actor)
         for actor in actors:

@@ -75,11 +75,33 @@ def merge_step(parts: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "attack_time_s": sum(float(e["attack_time_s"]) for e in entries),
         "details": details,
         "samples": {"broken": broken, "adv_pred": adv_pred, "adv_confidence": adv_conf},
-        "overhead": None,  # a ratio per worker machine would mix machines; see the shards' passes
+        "overhead": merge_overhead(entries),
     }
     if first["threat_model"] == "black-box":
         merged["queries"] = query_block(queries, int(passes.get("forward_samples", 0)), n_attacked)
     return merged
+
+
+def merge_overhead(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The shards' overhead blocks as one: each shard priced its own calls at its own
+    worker's measured pass costs, so the sums are worker seconds over ideal worker seconds
+    (a ratio per worker would not add up; this is their time-weighted mean)."""
+    blocks = [e.get("overhead") for e in entries]
+    if not blocks or any(b is None for b in blocks):
+        return None  # a shard without a pass timer (a query-only target): no ratio, as locally
+    ideal = sum(float(b["ideal_s"]) for b in blocks)
+    ideal_step = sum(float(b["step_ideal_s"]) for b in blocks)
+    attack_s = sum(float(e["attack_time_s"]) for e in entries)
+    step_s = sum(float(e["time_s"]) for e in entries)
+    calls: dict[str, list[int]] = {}
+    for b in blocks:
+        for size, (fwd, bwd) in b["calls_by_batch_size"].items():
+            total = calls.setdefault(size, [0, 0])
+            total[0], total[1] = total[0] + int(fwd), total[1] + int(bwd)
+    return {"ideal_s": ideal, "ratio": attack_s / ideal if ideal > 0 else None,
+            "step_ideal_s": ideal_step, "step_ratio": step_s / ideal_step if ideal_step > 0 else None,
+            "calls_by_batch_size": dict(sorted(calls.items(), key=lambda kv: int(kv[0]))),
+            "priced_on": "each shard's calls at its own worker's pass costs, summed over shards"}
 
 
 def merge_gallery(galleries: list[list[dict[str, Any]]], order: list[str], per_class: int) -> list[dict[str, Any]]:

@@ -49,9 +49,17 @@ def ray_run(demo_inputs, out: Path, *extra: str) -> dict:
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_ray_gives_the_local_numbers(ray_address, demo_inputs, local_numbers, tmp_path, workers):
     results = ray_run(demo_inputs, tmp_path / "out", "--workers", str(workers))
-    assert results["engine"]["workers"] == workers and results["engine"]["shards"] == min(10, 4 * workers)
+    # 10 images are under two batches per shard: one shard per worker (default_shards)
+    assert results["engine"]["workers"] == workers and results["engine"]["shards"] == workers
     assert differences(local_numbers, numbers(results)) == []
     assert len(list((tmp_path / "out" / "shards").glob("shard-*.json"))) == results["engine"]["shards"]
+    # no unexplained gaps: every attacked step has an overhead ratio, priced on the workers
+    assert all(e["overhead"]["ratio"] > 0 for e in results["attacks"] if e["n_attacked"])
+    phases = results["engine"]["phases"]
+    assert phases["ray_init_s"] >= 0 and phases["shards_compute_s"] > 0 and 0 < phases["worker_busy_share"] <= 1
+    rows = {r["phase"] for r in results["timing"]["breakdown"]}
+    assert "clinical targeted attacks" in rows and any(r.startswith("ray: attack steps") for r in rows)
+    assert results["timing"]["named_s"] <= results["timing"]["wall_s"] + 1e-6  # the rows fit in the wall time
 
 
 def _kill_one_worker(killed: list[int], stop: threading.Event) -> None:

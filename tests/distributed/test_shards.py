@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.engine.shards import load_shards, merge_gallery, merge_step, save_shard, shard_path, split_samples
+from auditor.engine.ray_engine import default_shards, worker_phases
+from auditor.engine.shards import (load_shards, merge_gallery, merge_overhead, merge_step, save_shard, shard_path,
+                                   split_samples)
 from auditor.errors import InputError
 
 runner = CliRunner()
@@ -39,6 +41,34 @@ def test_merge_puts_shards_back_in_sample_order() -> None:
     assert merged["success_rate"] == pytest.approx(3 / 5)
     assert merged["perturbation"]["linf_mean"] == pytest.approx(0.2) and merged["perturbation"]["l2_max"] == 0.6
     assert merged["queries"]["total"] == 15.0 and merged["details"]["broken_by"]["square"] == 3
+
+
+def test_overhead_of_a_sharded_step_is_worker_seconds_over_ideal_worker_seconds() -> None:
+    def entry(attack_s: float, step_s: float, ideal: float, step_ideal: float, calls: dict) -> dict:
+        return {"attack_time_s": attack_s, "time_s": step_s,
+                "overhead": {"ideal_s": ideal, "ratio": attack_s / ideal, "step_ideal_s": step_ideal,
+                             "step_ratio": step_s / step_ideal, "calls_by_batch_size": calls}}
+    merged = merge_overhead([entry(3.0, 4.0, 1.0, 2.0, {"32": [10, 5], "8": [1, 0]}),
+                             entry(1.0, 2.0, 1.0, 1.0, {"32": [2, 2]})])
+    assert merged["ratio"] == pytest.approx(2.0) and merged["step_ratio"] == pytest.approx(2.0)
+    assert merged["calls_by_batch_size"] == {"8": [1, 0], "32": [12, 7]}
+    assert merge_overhead([entry(1.0, 1.0, 1.0, 1.0, {}), {"attack_time_s": 1.0, "time_s": 1.0}]) is None
+
+
+def test_default_shards_balance_workers_without_shards_of_a_few_images() -> None:
+    assert default_shards(800, 2, 32) == 8  # 4 per worker: a worker that drew cheap samples takes another
+    assert default_shards(160, 2, 32) == 2  # 2 batches each at least, but every worker gets one
+    assert default_shards(10, 3, 32) == 3
+
+
+def test_worker_phases_from_the_shards_clock() -> None:
+    log = [{"actor": 0, "created": 100.0, "open_s": 1.0, "started": 103.0, "ended": 110.0},
+           {"actor": 1, "created": 100.0, "open_s": 1.5, "started": 104.0, "ended": 108.0},
+           {"actor": 1, "created": 100.0, "open_s": 1.5, "started": 108.0, "ended": 112.0}]
+    phases = worker_phases(log, shards_s=12.0)
+    assert phases["workers_start_s"] == 4.0 and phases["workers_open_s"] == 1.5
+    assert phases["shards_compute_s"] == 15.0 and phases["tail_idle_s"] == 2.0
+    assert phases["worker_busy_share"] == pytest.approx(15.0 / 24.0)
 
 
 def test_gallery_keeps_the_first_per_class_in_schedule_order() -> None:
