@@ -13,8 +13,9 @@ from auditor.engine.classification import ClassificationAudit
 from auditor.engine.corruption import resolve_families
 from auditor.engine.prepare import prepare
 from auditor.engine.ray_engine import RayClassificationAudit
+from auditor.engine.ray_segmentation import RaySegmentationAudit
 from auditor.engine.segmentation import SegmentationAudit
-from auditor.errors import InputError, UsageError
+from auditor.errors import InputError
 from auditor.out_lock import out_folder_lock
 from auditor.progress import Progress
 from auditor.registry import Registry
@@ -53,7 +54,5 @@ def run_audit(config: AuditConfig, registry: Registry, progress: Progress | None
     resolve_families(prep.registry, list(config.corruptions), list(config.severities), prep.input_shape[0], prep.task)
     audit = SegmentationAudit if prep.task == "segmentation" else ClassificationAudit
     if config.engine.get("name") == "ray":
-        if prep.task == "segmentation":
-            raise UsageError("--engine ray runs classification audits; segmentation runs with --engine local")
-        audit = RayClassificationAudit
+        audit = RaySegmentationAudit if prep.task == "segmentation" else RayClassificationAudit
     return audit(prep, progress, command).run()

@@ -1,5 +1,6 @@
-"""``medaudit run --engine ray``: the classification audit's attack steps sharded by
-samples over Ray workers, with the same results.json numbers as a local run.
+"""``medaudit run --engine ray``: an audit's attack steps sharded by samples over Ray
+workers, with the same results.json numbers as a local run (the classification side here,
+segmentation's in :mod:`auditor.engine.ray_segmentation`).
 
 Division of work:
 
@@ -188,9 +189,9 @@ def _actor_classes(ray: Any) -> tuple[Any, Any]:
             self.prep, self.hash = open_worker(config, threads)
             self.open_s, self.timer = time.perf_counter() - t0, None
 
-        def run(self, samples: list[int], clean: dict[str, Any], sink: Any) -> dict[str, Any]:
+        def run(self, shard_class: Any, samples: list[int], clean: dict[str, Any], sink: Any) -> dict[str, Any]:
             started = time.time()
-            audit = ShardAudit(self.prep, clean, samples, ShardProgress(sink), self.timer)
+            audit = shard_class(self.prep, clean, samples, ShardProgress(sink), self.timer)
             self.timer = audit.pass_timer  # timed once per worker, reused by its next shards
             shard = audit.run_shard()
             worker = {"pid": os.getpid(), "open_s": self.open_s, "started": started, "ended": time.time()}
@@ -232,8 +233,23 @@ def worker_count(ray: Any, engine: dict[str, Any]) -> int:
     return workers
 
 
-class RayClassificationAudit(ClassificationAudit):
-    """The driver: clean pass here, attack steps on the shards, everything after here."""
+class RayShards:
+    """The driver's side of a sharded audit, for any task's audit class it is mixed into:
+    clean pass here, attack steps on the shards, everything after here. The task says what
+    its workers run (``shard_class``), what of the clean pass they need (``shard_clean``),
+    how much progress the shards make (``shard_units``) and how shards merge (``merge_shards``)."""
+
+    shard_class: Any = None
+
+    def shard_clean(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def shard_units(self) -> float:
+        """Samples the shards attack per step, for the progress total."""
+        raise NotImplementedError
+
+    def merge_shards(self, shards: list[dict[str, Any]], layout: list[list[int]], order: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
 
     def begin(self, results: dict[str, Any]) -> None:
         super().begin(results)
@@ -261,14 +277,11 @@ class RayClassificationAudit(ClassificationAudit):
             done = {}
         started = time.perf_counter()
         self.checkpoint_s, self.worker_log = 0.0, []
-        clean = {"ids": self.ids, "clean_pred": self.clean_pred.tolist(), "clean_confidence": self.clean_conf.tolist()}
-        self._dispatch(ray, engine, workers, layout, done, clean, cfg_hash)
+        self._dispatch(ray, engine, workers, layout, done, self.shard_clean(), cfg_hash)
         shards_s = time.perf_counter() - started
         t0 = time.perf_counter()
         order = [step_key(a.name, e) for e in self.prep.eps_255 for a in self.prep.attacks]
-        shards = [done[s] for s in range(len(layout))]
-        merged = {key: merge_step([s["steps"][key] for s in shards], self.n) for key in order}
-        self.gallery = merge_gallery([s["gallery"] for s in shards], order, GALLERY_PER_CLASS)
+        merged = self.merge_shards([done[s] for s in range(len(layout))], layout, order)
         merge_s = time.perf_counter() - t0
         results["engine"] = {
             "name": "ray", "workers": workers, "shards": len(layout), "resumed_shards": len(layout) - self.ran,
@@ -298,6 +311,7 @@ class RayClassificationAudit(ClassificationAudit):
             return
         sink_cls, worker_cls = _actor_classes(ray)
         sink = sink_cls.remote()
+        clean = ray.put(clean)  # once into the object store, not serialised again with every shard
         options = {"num_cpus": float(engine.get("cpus_per_worker") or 1),
                    "num_gpus": float(engine.get("gpus_per_worker") or 0)}
         threads = int(engine.get("cpus_per_worker") or 1)
@@ -307,14 +321,14 @@ class RayClassificationAudit(ClassificationAudit):
         created = time.time()
         weights = {f"{a.name} eps={e:g}/255": attack_units(a, self.prep.params[a.name])
                    for a in self.prep.attacks for e in self.prep.eps_255}
-        total = sum(float(np.sum(self.correct)) * w for w in weights.values())
+        total = self.shard_units() * sum(weights.values())
         pending: dict[Any, tuple[int, Any]] = {}
         idle = list(actors)
         with self.progress.task(f"ray: {len(todo)} shards on {len(actors)} workers", int(total) or None) as task:
             while todo or pending:
                 while todo and idle:
                     shard, actor = todo.pop(0), idle.pop(0)
-                    pending[actor.run.remote(layout[shard], clean, sink)] = (shard, actor)
+                    pending[actor.run.remote(self.shard_class, layout[shard], clean, sink)] = (shard, actor)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for description, n in ray.get(sink.drain.remote()).items():
                     units = n * weights.get(description, 0.0)
@@ -338,3 +352,20 @@ class RayClassificationAudit(ClassificationAudit):
                     idle.append(actor)
         for actor in actors:
             ray.kill(actor)
+
+
+class RayClassificationAudit(RayShards, ClassificationAudit):
+    """A classification audit whose cascade runs on Ray shards (:class:`ShardAudit`)."""
+
+    shard_class = ShardAudit
+
+    def shard_clean(self) -> dict[str, Any]:
+        return {"ids": self.ids, "clean_pred": self.clean_pred.tolist(), "clean_confidence": self.clean_conf.tolist()}
+
+    def shard_units(self) -> float:
+        return float(np.sum(self.correct))  # at most: the cascade attacks fewer
+
+    def merge_shards(self, shards: list[dict[str, Any]], layout: list[list[int]], order: list[str]) -> dict[str, Any]:
+        merged = {key: merge_step([s["steps"][key] for s in shards], self.n) for key in order}
+        self.gallery = merge_gallery([s["gallery"] for s in shards], order, GALLERY_PER_CLASS)
+        return merged

@@ -214,7 +214,7 @@ class SegmentationAudit(AuditSkeleton):
         attack_time = 0.0
         t0 = time.perf_counter()
         with self.progress.task(f"{attack.name} eps={eps_255:g}/255", self.n) as task:
-            for chunk in self._chunks(np.arange(self.n)):
+            for chunk in self._chunks(self.step_samples()):
                 x, y, roi, _ = self._batch(chunk)
                 y_attack = torch.where(roi, y, torch.full_like(y, IGNORE_INDEX)) if roi is not None else y.clone()
                 seed = step_seed(self.config.seed, attack.name, eps_255)
@@ -245,6 +245,7 @@ class SegmentationAudit(AuditSkeleton):
                 ticks.finish()
         elapsed = time.perf_counter() - t0
         passes = self.counter.since(before)
+        self.step_extras = {"values": values, "linf": linf, "l2": l2, "queries": queries}  # for a sharded merge
         entry: dict[str, Any] = {
             "attack": attack.name,
             "title": attack.title,
@@ -393,6 +394,9 @@ class SegmentationAudit(AuditSkeleton):
 
     def step(self, attack: Any, eps_255: float) -> dict[str, Any]:
         return self.run_step(attack, eps_255)
+
+    def step_samples(self) -> np.ndarray:
+        return np.arange(self.n)  # a Ray shard attacks its own samples only
 
     def finish_units(self) -> float:
         if not self.config.checks:

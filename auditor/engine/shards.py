@@ -167,6 +167,11 @@ def _valid_shard(payload: Any) -> bool:
         if not all(isinstance(extras.get(k), list) for k in ("linf", "l2", "queries")):
             return False
         samples = entry["samples"]
+        if "values" in extras:  # segmentation: per-image values of the shard's own images
+            if not (isinstance(extras["values"], dict) and all(isinstance(v, list) and len(v) == len(own)
+                                                                for v in extras["values"].values())):
+                return False
+            continue
         if not all(isinstance(samples.get(k), list) for k in ("broken", "adv_pred", "adv_confidence")):
             return False
         if not all(isinstance(i, int) and i in own for i in samples["broken"]):

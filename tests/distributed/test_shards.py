@@ -90,6 +90,14 @@ def test_checkpoints_are_reused_only_for_the_same_audit_and_layout(tmp_path: Pat
     assert load_shards(tmp_path, "abc", [[0], [1, 2, 3]]) == {}  # another layout: redone
 
 
+def test_a_segmentation_checkpoint_is_reused(tmp_path: Path) -> None:
+    part = {"entry": {"samples": {"dice": [0.5, None]}}, "extras": {
+        "values": {"dice": [0.5, float("nan")], "iou": [0.3, 0.2]}, "linf": [0.1, 0.1], "l2": [1.0, 1.0], "queries": []}}
+    payload = {"format": 1, "config_hash": "abc", "samples": [0, 1], "steps": {"seg-pgd-bce@8": part}, "gallery": []}
+    save_shard(tmp_path, 0, payload)
+    assert load_shards(tmp_path, "abc", [[0, 1], [2]])[0]["steps"]["seg-pgd-bce@8"]["extras"]["values"]["iou"] == [0.3, 0.2]
+
+
 @pytest.mark.parametrize("text", [
     "{not json", "[]", '{"format": 1}', "\xff\xfe",
     # a checkpoint claiming a sample outside its shard (would mix shards' numbers)
@@ -97,6 +105,10 @@ def test_checkpoints_are_reused_only_for_the_same_audit_and_layout(tmp_path: Pat
                 "steps": {"square@8": _entry([7], 2, [0.1])}}),
     json.dumps({"format": 1, "config_hash": "abc", "samples": [0, 1], "gallery": [{"index": "<script>"}],
                 "steps": {}}),
+    # a segmentation checkpoint with more per-image values than its shard has images
+    json.dumps({"format": 1, "config_hash": "abc", "samples": [0, 1], "gallery": [],
+                "steps": {"seg-pgd-bce@8": {"entry": {"samples": {}}, "extras": {
+                    "values": {"dice": [0.5, 0.4, 0.3]}, "linf": [], "l2": [], "queries": []}}}}),
 ])
 def test_a_hostile_checkpoint_is_refused_with_its_name(tmp_path: Path, text: str) -> None:
     path = shard_path(tmp_path, 0)
