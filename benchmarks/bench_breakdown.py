@@ -134,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(breakdown_table(timing)))
         after, share = after_share(timing)
         print(f"validity checks + targeted attacks: {after:.2f} s, {100 * share:.1f}% of the audit (target <= 10%)")
+        targeted = results.get("targeted") or {}
+        if targeted.get("per_eps"):
+            passes = targeted.get("passes") or {}
+            print("clinical targeted attacks: samples attacked per eps "
+                  + ", ".join(f"{r['eps_255']:g}: {r.get('attacked', '?')}" for r in targeted["per_eps"])
+                  + f" of {args.n}; {passes.get('forward_samples')} forward and {passes.get('backward_samples')} "
+                  "backward sample passes")
         print(f"whole command (audit + reports): {total:.2f} s")
         peers = compare(args, folder, manifest, weights, results, total) if args.compare else None
     if args.json:

@@ -361,12 +361,15 @@ class ClassificationAudit(AuditSkeleton):
         starts = max(int(pgd.get("restarts") or 0), 1)
         eps_count = len(self.prep.eps_255)
         units = 0.0
+        positive = getattr(self, "positive", None) or {}
+        # two classes, a positive class, no restarts: the checks read PGD at every eps from the
+        # targeted trajectories (auditor.evaluation.battery), which are counted below
+        reused = positive.get("index") is not None and self.prep.num_classes == 2 and starts == 1
         if self.config.checks:
             samples = min(self.n, max(int(self.config.check_samples), 0))
-            per_image = (steps * starts * eps_count + 2 * steps * CONVERGENCE_RESTARTS + LARGE_EPS_STEPS
-                         + eps_count + NOISE_DRAWS / 3)
+            per_image = ((0 if reused else steps * starts * eps_count) + 2 * steps * CONVERGENCE_RESTARTS
+                         + LARGE_EPS_STEPS + eps_count + NOISE_DRAWS / 3)
             units += samples * per_image
-        positive = getattr(self, "positive", None) or {}
         if positive.get("index") is not None:
             units += self.n * (steps + 1) * starts * eps_count
         return units + corruption_units(self)

@@ -14,7 +14,12 @@ AUROC under attack needs a score for every sample, attacked or not. For two-clas
 The ``clinical-targeted-pgd`` attack (plugins/attacks/targeted_pgd.py) pushes every sample towards the other class (positives down,
 negatives up: the worst case for ranking) at each eps; each sample's adversarial score is
 the most adverse positive-class probability found by that run or by any audit attack that
-broke it, carried over from smaller eps (a smaller ball lies inside a larger one).
+broke it, carried over from smaller eps (a smaller ball lies inside a larger one). A sample is
+not attacked again once its score is beyond every score of the other class and it already is
+a hit (:func:`settled_in_ranking`): its place in the ranking is final, so AUROC, its interval
+and the ROC curve are exactly those of attacking it again; its stored score is then the most
+adverse one found so far (a bound), and samples whose final PGD iterate the validity checks
+read are attacked in full regardless.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 import torch
 
 from auditor.errors import UsageError
-from auditor.evaluation.battery import SharedTrajectories
+from auditor.evaluation.battery import SharedTrajectories, step_outcomes
+from auditor.evaluation.checks.base import seeded_subset
 from auditor.registry import get_registry
 from auditor.stats import proportion_ci
 from auditor.steps import attack_chunk, step_seed
@@ -177,7 +183,8 @@ def clinical_metrics(results: dict[str, Any], positive: dict[str, Any],
         block["auroc_method"] = (
             "AUROC under attack ranks each sample's most adverse positive-class probability: targeted PGD towards "
             "the other class on every sample (the audit's PGD steps and step size), or any audit attack that broke "
-            "it, carried over from smaller eps; 95% CI by DeLong" if adversarial_scores is not None else
+            "it, carried over from smaller eps; a sample already ranked beyond every sample of the other class and "
+            "already a hit is not attacked again (the AUROC cannot move); 95% CI by DeLong" if adversarial_scores is not None else
             "AUROC under attack not computed")
     block["metrics_basis"] = ("sensitivity, specificity and flip rates under attack use the audit's worst-case "
                               "predictions per eps (untargeted attacks on clean-correct samples)")
@@ -225,6 +232,53 @@ def _targeted_eps(audit: Any, attack: Any, params: dict[str, Any], eps_255: floa
     return best, hit, final_hit
 
 
+def settled_in_ranking(adverse: np.ndarray, is_positive: np.ndarray) -> np.ndarray:
+    """Samples whose place in the positive-vs-negative ranking no attack can change any more.
+
+    Under attack positives' scores only fall and negatives' only rise (each keeps its most
+    adverse score, carried over from smaller eps). A positive already below every negative's
+    score stays below all of them whatever either side finds next, and a negative above every
+    positive stays above: the order of every positive-negative pair they belong to is final.
+    AUROC, its DeLong interval (placement values) and the ROC curve depend on nothing else, so
+    attacking such a sample again cannot move them."""
+    settled = np.zeros(len(adverse), dtype=bool)
+    pos, neg = adverse[is_positive], adverse[~is_positive]
+    if len(pos) and len(neg):
+        settled[is_positive] = pos < neg.min()
+        settled[~is_positive] = neg > pos.max()
+    return settled
+
+
+def _needed_by_checks(audit: Any, results: dict[str, Any], shared: SharedTrajectories, eps_255: float) -> np.ndarray:
+    """Samples whose final PGD iterate at ``eps_255`` the validity checks will read from the
+    targeted trajectories (their subsample, where the battery's own PGD step did not attack
+    them): these are attacked in full even when settled, so the checks run nothing again."""
+    config, prep = audit.prep.config, audit.prep
+    need = np.zeros(audit.n, dtype=bool)
+    if not getattr(config, "checks", True) or "pgd" not in prep.params or not shared.stands_in_for(prep.params["pgd"]):
+        return need
+    need[seeded_subset(np.nonzero(audit.correct)[0], config.check_samples, config.seed)] = True
+    outcome = step_outcomes(results, np.asarray(audit.correct, dtype=bool)).get(("pgd", float(eps_255)))
+    if outcome is not None:
+        need &= ~outcome["attacked"]
+    return need
+
+
+def _audit_scores(results: dict[str, Any], eps_255: float, labels: np.ndarray, pos: int,
+                  adverse: np.ndarray) -> np.ndarray:
+    """``adverse`` moved by every audit attack at ``eps_255`` that broke a sample (its
+    adversarial image lies in this eps ball too)."""
+    adverse = adverse.copy()
+    for entry in results["attacks"]:
+        if entry["eps_255"] != eps_255:
+            continue
+        for i, pred, conf in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"],
+                                 entry["samples"]["adv_confidence"]):
+            s = conf if pred == pos else 1.0 - conf
+            adverse[i] = min(adverse[i], s) if labels[i] == pos else max(adverse[i], s)
+    return adverse
+
+
 def run_targeted(audit: Any, positive: dict[str, Any],
                  results: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[float, np.ndarray] | None]:
     """Targeted PGD in both clinical directions at every eps; for two-class models also the
@@ -263,27 +317,26 @@ def run_targeted(audit: Any, positive: dict[str, Any],
         # A sample an audit attack already pushed into its target class is a hit: attacking it
         # again cannot undo that. Two-class models still attack every sample, for its score.
         hit_so_far |= _audit_hits(results, eps_255, indices, targets)
-        todo = np.ones(len(indices), dtype=bool) if binary else ~hit_so_far
+        if binary:  # every sample for its score, except those whose rank is final and already a hit
+            adverse = _audit_scores(results, eps_255, labels, pos, adverse)
+            settled = settled_in_ranking(adverse, labels == pos) & (hit_so_far | ~correct)
+            todo = ~settled | _needed_by_checks(audit, results, shared, eps_255)
+        else:
+            todo = ~hit_so_far
         best, hit, final_hit = _targeted_eps(audit, attack, params, eps_255, indices, targets, todo)
         shared.record(eps_255, indices[todo], targets[todo], final_hit[todo])
         hit_so_far |= hit
         src_labels = labels[indices]
         src_correct = correct[indices]
-        row = {"eps_255": eps_255, "eps": eps}
+        row = {"eps_255": eps_255, "eps": eps, "attacked": int(todo.sum())}
         for key, mask in (("positive_to_negative", src_labels == pos), ("negative_to_positive", src_labels != pos)):
             m = mask & src_correct
             row[key] = proportion(int(hit_so_far[m].sum()), int(m.sum()))
         per_eps.append(row)
         if binary:
             p_pos = np.where(labels == pos, 1.0 - best, best)
-            adverse = np.where(labels == pos, np.minimum(adverse, p_pos), np.maximum(adverse, p_pos))
-            for entry in results["attacks"]:  # audit attacks that broke a sample also set its score
-                if entry["eps_255"] != eps_255:
-                    continue
-                for i, pred, conf in zip(entry["samples"]["broken"], entry["samples"]["adv_pred"],
-                                         entry["samples"]["adv_confidence"]):
-                    s = conf if pred == pos else 1.0 - conf
-                    adverse[i] = min(adverse[i], s) if labels[i] == pos else max(adverse[i], s)
+            moved = np.where(labels == pos, np.minimum(adverse, p_pos), np.maximum(adverse, p_pos))
+            adverse = np.where(todo, moved, adverse)
             scores_by_eps[eps_255] = adverse.copy()
     passes = audit.counter.since(before)
     names = prep.class_names

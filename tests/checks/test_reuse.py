@@ -123,3 +123,47 @@ def test_more_classes_do_not_attack_again_what_the_battery_pushed_into_the_targe
     assert fresh["passes"]["forward_samples"] - reused["passes"]["forward_samples"] == steps + 1
     key = "positive_to_negative" if labels[1] == positive["index"] else "negative_to_positive"
     assert reused["per_eps"][0][key]["k"] >= max(1, fresh["per_eps"][0][key]["k"])
+
+
+def test_settled_in_ranking_is_strict() -> None:
+    from auditor.evaluation.clinical import settled_in_ranking
+
+    scores = np.array([0.05, 0.30, 0.20, 0.20, 0.90, 0.10])
+    positive = np.array([True, True, False, False, False, True])
+    # negatives' lowest score is 0.20: positives 0.05 and 0.10 are below it; 0.30 is not.
+    # Positives' highest is 0.30: only the negative at 0.90 is above it; a tie is never settled.
+    assert settled_in_ranking(scores, positive).tolist() == [True, False, False, False, True, True]
+    assert not settled_in_ranking(scores, np.ones(6, dtype=bool)).any()  # one class: no ranking
+
+
+def test_settled_samples_are_not_attacked_again_and_nothing_moves(check_workdir, monkeypatch, tmp_path) -> None:
+    """Skipping samples whose rank is final changes no AUROC, interval, targeted rate or
+    check, and spends fewer passes than attacking every sample at every eps."""
+    import warnings
+
+    import auditor.evaluation.clinical as clinical
+    from auditor.audit import run_audit
+    from auditor.registry import get_registry
+    from tests.checks.conftest import audit_config, one_thread
+
+    def audit(out: str) -> dict:
+        config = audit_config(check_workdir, "honest", tmp_path / out, check_samples=4, eps_255=[2.0, 4.0, 8.0])
+        with warnings.catch_warnings(), one_thread():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return run_audit(config, get_registry())
+
+    skipping = audit("skip")
+    monkeypatch.setattr(clinical, "settled_in_ranking", lambda adverse, is_positive: np.zeros(len(adverse), bool))
+    everything = audit("all")
+    for a, b in zip(skipping["clinical"]["worst_case"], everything["clinical"]["worst_case"]):
+        assert a["auroc"] == b["auroc"]
+    assert skipping["targeted"]["per_eps"][0]["attacked"] == everything["targeted"]["per_eps"][0]["attacked"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "attacked"} for r in rows]  # noqa: E731
+    assert strip(skipping["targeted"]["per_eps"]) == strip(everything["targeted"]["per_eps"])
+    keep = ("key", "status", "numbers")
+    assert ([{k: i.get(k) for k in keep} for i in skipping["checks"]["items"]]
+            == [{k: i.get(k) for k in keep} for i in everything["checks"]["items"]])
+    assert skipping["checks"]["subsample"]["reuse"] == everything["checks"]["subsample"]["reuse"]
+    attacked = [r["attacked"] for r in skipping["targeted"]["per_eps"]]
+    assert sum(attacked) < sum(r["attacked"] for r in everything["targeted"]["per_eps"]), attacked
+    assert skipping["targeted"]["passes"]["backward_samples"] < everything["targeted"]["passes"]["backward_samples"]
