@@ -94,6 +94,10 @@ def query_block(queries: list[float], forward_samples: int, n_attacked: int) -> 
             "total": float(forward_samples), "source": "forward passes counted"}
 
 
+# Attack parameters holding one value per sample of the chunk: split with the chunk, never recorded.
+PER_SAMPLE_PARAMS = ("sample_seeds", "settle_target_prob")
+
+
 def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float,
                               params: dict[str, Any]) -> AttackResult:
     """``attack.run`` on one chunk; when the accelerator runs out of memory the chunk is
@@ -117,12 +121,12 @@ def run_attack_fitting_memory(attack: Any, ctx: AttackContext, x: torch.Tensor, 
         )
     half = (len(x) + 1) // 2
     parts = []
-    seeds = params.get("sample_seeds")
     for part in (slice(0, half), slice(half, None)):
         if params.get("seed") is not None:
             torch.manual_seed(params["seed"])
             np.random.seed(params["seed"])
-        part_params = params if seeds is None else {**params, "sample_seeds": seeds[part]}
+        # parameters with one value per sample go with their samples
+        part_params = {**params, **{k: params[k][part] for k in PER_SAMPLE_PARAMS if params.get(k) is not None}}
         parts.append(run_attack_fitting_memory(attack, ctx, x[part], y[part], eps, part_params))
     queries = None
     if all(p.queries is not None for p in parts):

@@ -210,13 +210,16 @@ def _audit_hits(results: dict[str, Any], eps_255: float, indices: np.ndarray, ta
 
 
 def _targeted_eps(audit: Any, attack: Any, params: dict[str, Any], eps_255: float, indices: np.ndarray,
-                  targets: np.ndarray, todo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  targets: np.ndarray, todo: np.ndarray,
+                  settle: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Targeted PGD at one eps on the positions ``todo`` of ``indices``: per position the best
-    target probability, whether any iterate and whether the last one hit (zeros elsewhere)."""
+    target probability, whether any iterate and whether the last one hit, and whether it
+    stopped early at its ``settle`` target probability (zeros elsewhere)."""
     config = audit.prep.config
     best = np.zeros(len(indices))
     hit = np.zeros(len(indices), dtype=bool)
     final_hit = np.zeros(len(indices), dtype=bool)
+    stopped = np.zeros(len(indices), dtype=bool)
     where = np.nonzero(todo)[0]
     bs = max(int(config.batch_size), 1)
     for start in range(0, len(where), bs):
@@ -225,11 +228,13 @@ def _targeted_eps(audit: Any, attack: Any, params: dict[str, Any], eps_255: floa
         x, _, _ = audit._batch(chunk)
         tgt = torch.as_tensor(targets[rows], device=x.device, dtype=torch.long)
         seed = step_seed(config.seed, "targeted-pgd", eps_255)
-        result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps_255 / 255.0, params, seed, chunk)
+        chunk_params = dict(params) if settle is None else {**params, "settle_target_prob": settle[rows].tolist()}
+        result, _, _, _ = attack_chunk(attack, audit.ctx, x, tgt, eps_255 / 255.0, chunk_params, seed, chunk)
         best[rows] = result.outputs["best_target_prob"].double().cpu().numpy()
         hit[rows] = result.outputs["hit"].cpu().numpy()
         final_hit[rows] = result.outputs["final_hit"].cpu().numpy()
-    return best, hit, final_hit
+        stopped[rows] = result.outputs["stopped"].cpu().numpy()
+    return best, hit, final_hit, stopped
 
 
 def settled_in_ranking(adverse: np.ndarray, is_positive: np.ndarray) -> np.ndarray:
@@ -247,6 +252,20 @@ def settled_in_ranking(adverse: np.ndarray, is_positive: np.ndarray) -> np.ndarr
         settled[is_positive] = pos < neg.min()
         settled[~is_positive] = neg > pos.max()
     return settled
+
+
+def settle_target_prob(adverse: np.ndarray, is_positive: np.ndarray, needed: np.ndarray) -> np.ndarray | None:
+    """Per sample, the target probability past which its rank is final during this eps's
+    attack (see :func:`settled_in_ranking`): a positive below every negative's score so far
+    (target probability above 1 - that lowest score), a negative above every positive's.
+    Opponents only move away while it runs, so stopping there changes no ranking. A small
+    margin keeps float32 rounding on the safe side; samples the checks need run to the end."""
+    pos, neg = adverse[is_positive], adverse[~is_positive]
+    if not len(pos) or not len(neg):
+        return None
+    margin = 1e-6
+    threshold = np.where(is_positive, 1.0 - neg.min(), pos.max()) + margin
+    return np.where(needed, np.inf, threshold)
 
 
 def _needed_by_checks(audit: Any, results: dict[str, Any], shared: SharedTrajectories, eps_255: float) -> np.ndarray:
@@ -317,14 +336,18 @@ def run_targeted(audit: Any, positive: dict[str, Any],
         # A sample an audit attack already pushed into its target class is a hit: attacking it
         # again cannot undo that. Two-class models still attack every sample, for its score.
         hit_so_far |= _audit_hits(results, eps_255, indices, targets)
+        settle = None
         if binary:  # every sample for its score, except those whose rank is final and already a hit
             adverse = _audit_scores(results, eps_255, labels, pos, adverse)
             settled = settled_in_ranking(adverse, labels == pos) & (hit_so_far | ~correct)
-            todo = ~settled | _needed_by_checks(audit, results, shared, eps_255)
+            needed = _needed_by_checks(audit, results, shared, eps_255)
+            todo = ~settled | needed
+            settle = settle_target_prob(adverse, labels == pos, needed)
         else:
             todo = ~hit_so_far
-        best, hit, final_hit = _targeted_eps(audit, attack, params, eps_255, indices, targets, todo)
-        shared.record(eps_255, indices[todo], targets[todo], final_hit[todo])
+        best, hit, final_hit, stopped = _targeted_eps(audit, attack, params, eps_255, indices, targets, todo, settle)
+        ran = todo & ~stopped  # only a trajectory run to its end stands in for the audit's PGD
+        shared.record(eps_255, indices[ran], targets[ran], final_hit[ran])
         hit_so_far |= hit
         src_labels = labels[indices]
         src_correct = correct[indices]

@@ -9,7 +9,12 @@ in its targeted form: L-inf steps ascending log p(target). White-box, L-inf, tar
 ``outputs``: ``best_target_prob`` (per sample, the highest target probability over all
 iterates), ``hit`` (whether any iterate predicted the target) and ``final_hit`` (whether the
 last iterate of the last start did: what untargeted PGD reports, which the validity checks
-reuse on two-class models, see ``auditor.evaluation.battery``).
+reuse on two-class models, see ``auditor.evaluation.battery``) and ``stopped``.
+
+``params["settle_target_prob"]`` (optional, one value per sample, no restarts): a sample stops
+at the first iterate that predicts the target with a probability above its value; its
+``best_target_prob`` and ``hit`` are final then, its ``final_hit`` is not (``stopped`` says
+which). The clinical metrics pass it where attacking further cannot change them.
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ class TargetedPGD(Attack):
         final_hit = torch.zeros_like(hit)
         best_x = x.clone()
         streams = sample_streams(params, len(x), x.device)  # one per sample: its batch never matters
+        # Per sample, a target probability past which, once it is a hit, nothing more is
+        # wanted (the caller's ranking of that sample is final): it stops there. Without
+        # restarts only, so a sample's trajectory is the same one, just cut short.
+        settle = params.get("settle_target_prob") if restarts == 0 else None
+        stop_at = None if settle is None else torch.as_tensor(settle, dtype=torch.float64, device=x.device)
+        stopped = torch.zeros_like(hit)
         for _ in range(max(restarts, 1)):
             if restarts > 0:
                 x_adv = project(x + (streams.rand(x.shape[1:]).to(x.dtype) * 2 - 1) * eps, x, eps)
@@ -54,19 +65,32 @@ class TargetedPGD(Attack):
                 x_adv = x.clone()
             for step in range(steps + 1):
                 last = step == steps
-                xg = x_adv.detach().requires_grad_(not last)
+                # the rows still running (all of them unless some stopped: no host sync then)
+                rows = None if stop_at is None else (~stopped).nonzero().squeeze(1)
+                if rows is not None and rows.numel() == 0:
+                    break
+                xs = x_adv if rows is None else x_adv[rows]
+                ts = target if rows is None else target[rows]
+                xg = xs.detach().requires_grad_(not last)
                 with torch.set_grad_enabled(not last):
                     logits = model(xg)
-                    log_p = F.log_softmax(logits.double(), 1).gather(1, target[:, None]).squeeze(1)
-                p = log_p.detach().exp().float()
-                better = p > best_p
-                best_p = torch.where(better, p, best_p)
-                best_x[better] = x_adv[better].detach()
-                now = logits.detach().argmax(1) == target
-                hit |= now
+                    log_p = F.log_softmax(logits.double(), 1).gather(1, ts[:, None]).squeeze(1)
+                p = log_p.detach().exp()
+                now = logits.detach().argmax(1) == ts
+                idx = torch.arange(len(x), device=x.device) if rows is None else rows
+                better = p.float() > best_p[idx]
+                best_p[idx] = torch.where(better, p.float(), best_p[idx])
+                best_x[idx[better]] = xs[better].detach()
+                hit[idx] |= now
                 if last:
-                    final_hit = now
+                    final_hit[idx] = now
                     break
                 (grad,) = torch.autograd.grad(log_p.sum(), xg)
-                x_adv = project(x_adv.detach() + alpha * grad.sign(), x, eps)
-        return AttackResult(best_x, outputs={"best_target_prob": best_p, "hit": hit, "final_hit": final_hit})
+                moved = project(xs.detach() + alpha * grad.sign(), x if rows is None else x[rows], eps)
+                if rows is None:
+                    x_adv = moved
+                else:
+                    x_adv[rows] = moved
+                    stopped[rows] = now & (p > stop_at[rows])
+        return AttackResult(best_x, outputs={"best_target_prob": best_p, "hit": hit, "final_hit": final_hit,
+                                             "stopped": stopped})

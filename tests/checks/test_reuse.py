@@ -137,8 +137,9 @@ def test_settled_in_ranking_is_strict() -> None:
 
 
 def test_settled_samples_are_not_attacked_again_and_nothing_moves(check_workdir, monkeypatch, tmp_path) -> None:
-    """Skipping samples whose rank is final changes no AUROC, interval, targeted rate or
-    check, and spends fewer passes than attacking every sample at every eps."""
+    """Skipping samples whose rank is final, and stopping those that reach it during the
+    attack, changes no AUROC, interval, targeted rate or check, and spends fewer passes than
+    attacking every sample at every eps to the last step."""
     import warnings
 
     import auditor.evaluation.clinical as clinical
@@ -154,6 +155,7 @@ def test_settled_samples_are_not_attacked_again_and_nothing_moves(check_workdir,
 
     skipping = audit("skip")
     monkeypatch.setattr(clinical, "settled_in_ranking", lambda adverse, is_positive: np.zeros(len(adverse), bool))
+    monkeypatch.setattr(clinical, "settle_target_prob", lambda adverse, is_positive, needed: None)
     everything = audit("all")
     for a, b in zip(skipping["clinical"]["worst_case"], everything["clinical"]["worst_case"]):
         assert a["auroc"] == b["auroc"]
@@ -167,3 +169,27 @@ def test_settled_samples_are_not_attacked_again_and_nothing_moves(check_workdir,
     attacked = [r["attacked"] for r in skipping["targeted"]["per_eps"]]
     assert sum(attacked) < sum(r["attacked"] for r in everything["targeted"]["per_eps"]), attacked
     assert skipping["targeted"]["passes"]["backward_samples"] < everything["targeted"]["passes"]["backward_samples"]
+    # and some attacked samples stopped before the last step, once their rank was final
+    steps = skipping["targeted"]["params"]["steps"]
+    assert skipping["targeted"]["passes"]["backward_samples"] < sum(attacked) * steps
+
+
+def test_a_targeted_sample_stops_at_its_settle_probability_and_the_others_do_not_move():
+    torch.manual_seed(0)
+    model = SmallCNN(3, 2, width=8).eval()
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        target = 1 - model(x).argmax(1)
+    ctx = AttackContext(model=model, device=torch.device("cpu"), num_classes=2, input_shape=(3, 32, 32),
+                        task="classification", seed=0, batch_size=8, counter=PassCounter())
+    params = {"steps": 10, "restarts": 0, "step_size_eps_fraction": 0.25, "step_size_255": None, "seed": 0}
+    free = TargetedPGD().run(ctx, x, target, 8 / 255, params).outputs
+    # the first four stop at their first hit; the last four never stop
+    cut = TargetedPGD().run(ctx, x, target, 8 / 255,
+                            {**params, "settle_target_prob": [0.0] * 4 + [float("inf")] * 4}).outputs
+    assert free["hit"][:4].any(), "the attack reaches the target for some of the first four"
+    assert torch.equal(cut["stopped"][:4], free["hit"][:4]) and torch.equal(cut["hit"], free["hit"])
+    assert not cut["stopped"][4:].any()
+    for key in ("best_target_prob", "final_hit"):
+        assert torch.equal(cut[key][4:], free[key][4:])
+    assert (cut["best_target_prob"][:4] <= free["best_target_prob"][:4]).all()
