@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -30,15 +31,20 @@ from auditor.demo import build_demo  # noqa: E402
 from tests.distributed.identity import differences, numbers  # noqa: E402
 
 
+LOADS: list[float] = []  # the 1-minute load average as each run started
+
+
 def audit(model: Path, data: Path, out: Path, n: int, extra: list[str]) -> tuple[float, dict]:
     args = ["run", str(model), "--data", str(data), "--attacks", "pgd,square,zoo", "--backend", "pgd=native",
             "--eps", "2,8", "--budget", "quick", "--limit", str(n), "--skip-checks", "--report-format", "none",
             "--quiet", "--no-sandbox", "--out", str(out), "--overwrite", *extra]
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     result = CliRunner().invoke(app, args)
     wall = time.perf_counter() - t0
     if result.exit_code != 0:
         raise SystemExit(f"medaudit run {' '.join(extra)} failed: {result.output}")
+    LOADS.append(load)  # a second OpenMP thread stalls badly when anything else wants a core: say so
     return wall, json.loads((out / "results.json").read_text())
 
 
@@ -72,7 +78,23 @@ def threads_probe(model: Path, data: Path, out: Path, n: int) -> tuple[float, di
         torch.set_num_threads(before)
 
 
+def per_step(results: dict) -> dict[str, float]:
+    return {f"{e['attack']}@{e['eps_255']:g}": float(e["time_s"]) for e in results["attacks"]}
+
+
+def step_table(row: dict) -> None:
+    """Per step: local seconds at 2 and 1 threads, and the Ray workers' seconds summed (what
+    the two workers computed; at 1 thread each, equal to the 1-thread local run when Ray adds
+    nothing to the compute)."""
+    print(f"{'step':<14} {'local 2 thr':>11} {'local 1 thr':>11} {'ray workers':>11}")
+    for key, local_s in row["steps_local"].items():
+        one = row.get("steps_local1", {}).get(key)
+        print(f"{key:<14} {local_s:11.2f} {one if one is not None else float('nan'):11.2f} "
+              f"{row['steps_ray'][key]:11.2f}")
+
+
 def report(row: dict) -> None:
+    step_table(row)
     ph = row["phases"]
     print(f"local ({row['threads']} torch threads): {row['local_s']:.1f} s (attack steps {row['local_steps_s']:.1f} s)")
     if row.get("local1_s") is not None:
@@ -87,6 +109,8 @@ def report(row: dict) -> None:
           f"Ray start-up {row['startup_s']:.1f} s = {100 * row['startup_share']:.1f}% of the ray run; driver "
           f"merge+checkpoints {100 * row['driver_share']:.2f}% (target < 5%); same decisions: {row['same_decisions']}; "
           f"float differences beyond float32 rounding: {len(row['float_differences'])}")
+    print(f"load average (1 min) as each run started: {', '.join(f'{x:.2f}' for x in row['loads'])} "
+          "(local, [local 1 thread], ray; above ~0.5 the machine was not idle and the ratio is noise)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,20 +125,22 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for _ in range(args.repeat):
         local_s, local = audit(model, data, work / "local", args.n, [])
-        row = {"n": args.n, "threads": torch.get_num_threads(), "local_s": local_s, "local_steps_s": steps_s(local)}
+        row = {"n": args.n, "threads": torch.get_num_threads(), "local_s": local_s, "local_steps_s": steps_s(local),
+               "steps_local": per_step(local)}
         if not args.no_probe:
             local1_s, local1 = threads_probe(model, data, work / "local1", args.n)
-            row.update(local1_s=local1_s, local1_steps_s=steps_s(local1))
+            row.update(local1_s=local1_s, local1_steps_s=steps_s(local1), steps_local1=per_step(local1))
             row["thread_gain"] = row["local1_steps_s"] / row["local_steps_s"]
             row["ceiling"] = 2 / row["thread_gain"]
         ray_s, ray = audit(model, data, work / "ray", args.n, ray_flags)
         engine = ray["engine"]
         phases = engine["phases"]
         startup = phases["ray_init_s"] + phases["workers_start_s"]
-        row.update(ray_s=ray_s, ray_steps_s=steps_s(ray), shards=engine["shards"], phases=phases,
+        row.update(ray_s=ray_s, ray_steps_s=steps_s(ray), steps_ray=per_step(ray), shards=engine["shards"], phases=phases,
                    ratio=local_s / ray_s, steps_ratio=row["local_steps_s"] / steps_s(ray),
                    startup_s=startup, startup_share=startup / ray_s, driver_share=engine["driver_s"] / ray_s,
                    **agreement(differences(numbers(local), numbers(ray))))
+        row["loads"] = LOADS[-(3 if not args.no_probe else 2):]
         rows.append(row)
         report(row)
     print(json.dumps(rows))
