@@ -110,7 +110,8 @@ def report(row: dict) -> None:
           f"merge+checkpoints {100 * row['driver_share']:.2f}% (target < 5%); same decisions: {row['same_decisions']}; "
           f"float differences beyond float32 rounding: {len(row['float_differences'])}")
     print(f"load average (1 min) as each run started: {', '.join(f'{x:.2f}' for x in row['loads'])} "
-          "(local, [local 1 thread], ray; above ~0.5 the machine was not idle and the ratio is noise)")
+          "(local, [local 1 thread], ray; it includes this benchmark's previous run, about 1-2 after a local run: "
+          "well above 2 means other work and a noisy ratio)")
 
 
 def main(argv: list[str] | None = None) -> None:
