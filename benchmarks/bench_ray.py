@@ -103,7 +103,8 @@ def report(row: dict) -> None:
               f"beat local by at most {row['ceiling']:.2f}x on the steps")
     print(f"ray (2 workers x 1 CPU): {row['ray_s']:.1f} s: ray.init {ph['ray_init_s']:.1f} s, workers' start "
           f"{ph['workers_start_s']:.1f} s (model and data {ph['workers_open_s']:.1f} s), attack steps "
-          f"{row['ray_steps_s']:.1f} s ({row['shards']} shards, workers busy {100 * (ph['worker_busy_share'] or 0):.0f}%, "
+          f"{row['ray_steps_s']:.1f} s ({row['shards']} shards, workers busy {100 * row['busy_after_start']:.0f}% after their "
+          f"start, {100 * (ph['worker_busy_share'] or 0):.0f}% with it, "
           f"tail idle {ph['tail_idle_s']:.1f} s), merge {ph['merge_s']:.3f} s, checkpoints {ph['checkpoint_s']:.3f} s")
     print(f"RATIO local/ray {row['ratio']:.2f}x (target >= 1.6); attack steps only {row['steps_ratio']:.2f}x; "
           f"Ray start-up {row['startup_s']:.1f} s = {100 * row['startup_share']:.1f}% of the ray run; driver "
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         engine = ray["engine"]
         phases = engine["phases"]
         startup = phases["ray_init_s"] + phases["workers_start_s"]
+        after_start = 2 * max(engine["shards_s"] - phases["workers_start_s"], 1e-9)
+        row["busy_after_start"] = phases["shards_compute_s"] / after_start
         row.update(ray_s=ray_s, ray_steps_s=steps_s(ray), steps_ray=per_step(ray), shards=engine["shards"], phases=phases,
                    ratio=local_s / ray_s, steps_ratio=row["local_steps_s"] / steps_s(ray),
                    startup_s=startup, startup_share=startup / ray_s, driver_share=engine["driver_s"] / ray_s,
