@@ -16,6 +16,7 @@ from auditor.engine.ray_engine import RayClassificationAudit
 from auditor.engine.ray_segmentation import RaySegmentationAudit
 from auditor.engine.segmentation import SegmentationAudit
 from auditor.errors import InputError
+from auditor.numerics import caller_gpu_arithmetic
 from auditor.out_lock import out_folder_lock
 from auditor.progress import Progress
 from auditor.registry import Registry
@@ -47,12 +48,15 @@ def locked_out_dir(out: Path, note: Callable[[str], None] = lambda message: None
 
 def run_audit(config: AuditConfig, registry: Registry, progress: Progress | None = None,
               command: str | None = None) -> dict[str, Any]:
-    """Prepare the audit, then run the task's audit (results.json is written as it goes)."""
+    """Prepare the audit, then run the task's audit (results.json is written as it goes).
+    On a GPU it runs in exact float32 (``prepare``); the caller's flags come back after."""
     ensure_out_dir(Path(config.out))
-    prep = prepare(config, registry, progress)
-    # --corruptions checked for every task: a segmentation audit refuses it (exit 2), not ignores it
-    resolve_families(prep.registry, list(config.corruptions), list(config.severities), prep.input_shape[0], prep.task)
-    audit = SegmentationAudit if prep.task == "segmentation" else ClassificationAudit
-    if config.engine.get("name") == "ray":
-        audit = RaySegmentationAudit if prep.task == "segmentation" else RayClassificationAudit
-    return audit(prep, progress, command).run()
+    with caller_gpu_arithmetic():
+        prep = prepare(config, registry, progress)
+        # --corruptions checked for every task: a segmentation audit refuses it (exit 2), not ignores it
+        resolve_families(prep.registry, list(config.corruptions), list(config.severities), prep.input_shape[0],
+                         prep.task)
+        audit = SegmentationAudit if prep.task == "segmentation" else ClassificationAudit
+        if config.engine.get("name") == "ray":
+            audit = RaySegmentationAudit if prep.task == "segmentation" else RayClassificationAudit
+        return audit(prep, progress, command).run()

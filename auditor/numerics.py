@@ -8,7 +8,8 @@ nothing here iterates.
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,19 @@ def exact_gpu_arithmetic(device: torch.device) -> dict[str, bool] | None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     return {"tf32": False, "cudnn_deterministic": True, "cudnn_benchmark": False}
+
+
+@contextmanager
+def caller_gpu_arithmetic() -> Iterator[None]:
+    """Restore torch's GPU arithmetic flags on the way out: an audit run from Python (not the
+    CLI) leaves its caller's TF32 and cuDNN settings as it found them."""
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) = flags
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
