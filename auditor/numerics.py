@@ -41,7 +41,16 @@ def exact_gpu_arithmetic(device: torch.device) -> dict[str, bool] | None:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-    return {"tf32": False, "cudnn_deterministic": True, "cudnn_benchmark": False}
+    return gpu_arithmetic(device)
+
+
+def gpu_arithmetic(device: torch.device) -> dict[str, bool] | None:
+    """The GPU arithmetic in force now (None on the CPU), as results.json records it."""
+    if device.type != "cuda":
+        return None
+    return {"tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from abc import ABC, abstractmethod
 import time
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def worker_count(ray: Any, engine: dict[str, Any]) -> int:
     return workers
 
 
-class RayShards:
+class RayShards(ABC):
     """The driver's side of a sharded audit, for any task's audit class it is mixed into:
     clean pass here, attack steps on the shards, everything after here. The task says what
     its workers run (``shard_class``), what of the clean pass they need (``shard_clean``),
@@ -241,15 +242,17 @@ class RayShards:
 
     shard_class: Any = None
 
+    @abstractmethod
     def shard_clean(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What of the driver's clean pass the workers need."""
 
+    @abstractmethod
     def shard_units(self) -> float:
         """Samples the shards attack per step, for the progress total."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merge_shards(self, shards: list[dict[str, Any]], layout: list[list[int]], order: list[str]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The shards' step records, merged into one per step in ``order``."""
 
     def begin(self, results: dict[str, Any]) -> None:
         super().begin(results)

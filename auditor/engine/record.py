@@ -16,7 +16,7 @@ import torch
 from auditor import __version__
 from auditor.accounting import PassTimer
 from auditor.errors import UsageError
-from auditor.numerics import exact_gpu_arithmetic
+from auditor.numerics import gpu_arithmetic
 from auditor.progress import Progress
 from auditor.results import RESULTS_FILE, SCHEMA_VERSION, read_results, write_results
 from auditor.sandbox import environment_fact as sandbox_fact
@@ -134,7 +134,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-        env["gpu_arithmetic"] = exact_gpu_arithmetic(device)  # what prepare() set: float32, deterministic
+        env["gpu_arithmetic"] = gpu_arithmetic(device)  # read, not set: prepare() set it
     env.update(sandbox_fact())  # how the model was confined (auditor.sandbox)
     return env
 

@@ -32,7 +32,7 @@ import torch
 
 from auditor.errors import UsageError
 from auditor.evaluation.battery import SharedTrajectories, step_outcomes
-from auditor.evaluation.checks.base import seeded_subset
+from auditor.evaluation.checks.base import check_subsample
 from auditor.registry import get_registry
 from auditor.stats import proportion_ci
 from auditor.steps import attack_chunk, step_seed
@@ -268,19 +268,19 @@ def settle_target_prob(adverse: np.ndarray, is_positive: np.ndarray, needed: np.
     return np.where(needed, np.inf, threshold)
 
 
-def _needed_by_checks(audit: Any, results: dict[str, Any], shared: SharedTrajectories, eps_255: float) -> np.ndarray:
-    """Samples whose final PGD iterate at ``eps_255`` the validity checks will read from the
+def _needed_by_checks(audit: Any, results: dict[str, Any], shared: SharedTrajectories) -> dict[float, np.ndarray]:
+    """Per eps, the samples whose final PGD iterate the validity checks will read from the
     targeted trajectories (their subsample, where the battery's own PGD step did not attack
     them): these are attacked in full even when settled, so the checks run nothing again."""
     config, prep = audit.prep.config, audit.prep
-    need = np.zeros(audit.n, dtype=bool)
+    none = np.zeros(audit.n, dtype=bool)
     if not getattr(config, "checks", True) or "pgd" not in prep.params or not shared.stands_in_for(prep.params["pgd"]):
-        return need
-    need[seeded_subset(np.nonzero(audit.correct)[0], config.check_samples, config.seed)] = True
-    outcome = step_outcomes(results, np.asarray(audit.correct, dtype=bool)).get(("pgd", float(eps_255)))
-    if outcome is not None:
-        need &= ~outcome["attacked"]
-    return need
+        return {float(e): none for e in prep.eps_255}
+    sub = none.copy()
+    sub[check_subsample(audit.correct, config.check_samples, config.seed)] = True
+    outcomes = step_outcomes(results, np.asarray(audit.correct, dtype=bool))
+    return {float(e): sub & ~outcomes[("pgd", float(e))]["attacked"] if ("pgd", float(e)) in outcomes else sub
+            for e in prep.eps_255}
 
 
 def _audit_scores(results: dict[str, Any], eps_255: float, labels: np.ndarray, pos: int,
@@ -331,6 +331,7 @@ def run_targeted(audit: Any, positive: dict[str, Any],
     audit.shared_trajectories = shared = SharedTrajectories(audit.n, labels, k, params)  # read by the checks
     if binary:
         adverse = clean_probs[:, pos].astype(np.float64).copy()  # positives: lower is worse; negatives: higher
+        needed_by_checks = _needed_by_checks(audit, results, shared)  # the battery is complete by now
     for eps_255 in prep.eps_255:
         eps = eps_255 / 255.0
         # A sample an audit attack already pushed into its target class is a hit: attacking it
@@ -340,7 +341,7 @@ def run_targeted(audit: Any, positive: dict[str, Any],
         if binary:  # every sample for its score, except those whose rank is final and already a hit
             adverse = _audit_scores(results, eps_255, labels, pos, adverse)
             settled = settled_in_ranking(adverse, labels == pos) & (hit_so_far | ~correct)
-            needed = _needed_by_checks(audit, results, shared, eps_255)
+            needed = needed_by_checks[float(eps_255)]
             todo = ~settled | needed
             settle = settle_target_prob(adverse, labels == pos, needed)
         else:

@@ -77,13 +77,13 @@ class TargetedPGD(Attack):
                     log_p = F.log_softmax(logits.double(), 1).gather(1, ts[:, None]).squeeze(1)
                 p = log_p.detach().exp()
                 now = logits.detach().argmax(1) == ts
-                idx = torch.arange(len(x), device=x.device) if rows is None else rows
-                better = p.float() > best_p[idx]
-                best_p[idx] = torch.where(better, p.float(), best_p[idx])
-                best_x[idx[better]] = xs[better].detach()
-                hit[idx] |= now
+                at = slice(None) if rows is None else rows  # where this step's rows sit in the batch
+                better = p.float() > best_p[at]
+                best_p[at] = torch.where(better, p.float(), best_p[at])
+                best_x[better if rows is None else rows[better]] = xs[better].detach()
+                hit[at] |= now
                 if last:
-                    final_hit[idx] = now
+                    final_hit[at] = now
                     break
                 (grad,) = torch.autograd.grad(log_p.sum(), xg)
                 moved = project(xs.detach() + alpha * grad.sign(), x if rows is None else x[rows], eps)

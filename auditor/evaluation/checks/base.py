@@ -76,6 +76,12 @@ def seeded_subset(candidates: np.ndarray, samples: int, seed: int) -> np.ndarray
     return np.sort(rng.choice(candidates, size=take, replace=False)) if take else np.zeros(0, dtype=np.int64)
 
 
+def check_subsample(correct: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """The seeded subsample the checks attack: clean-correct samples (the clinical targeted
+    attacks ask for it too, to know whose PGD answers the checks will read)."""
+    return seeded_subset(np.nonzero(correct)[0], samples, seed)
+
+
 def summarise_checks(items: list[dict[str, Any]], cost: dict[str, Any] | None = None,
                      subsample: dict[str, Any] | None = None) -> dict[str, Any]:
     counts = {s: sum(1 for it in items if it["status"] == s) for s in STATUSES}
@@ -114,8 +120,7 @@ class CheckBase:
         self.reuse = {"from_battery": 0, "from_targeted": 0, "attacked_here": 0}
 
     def subsample(self, samples: int) -> np.ndarray:
-        """The seeded subsample the checks attack: clean-correct samples."""
-        return seeded_subset(np.nonzero(self.audit.correct)[0], samples, self.config.seed)
+        return check_subsample(self.audit.correct, samples, self.config.seed)
 
     def run_items(self, checks: list[tuple[int, str, Callable[[], dict[str, Any]]]], progress: Any,
                   subsample: dict[str, Any]) -> dict[str, Any]:
